@@ -1,0 +1,1 @@
+"""Pokémon battle outcome classifier: data, simulator, features, models, training, tracking."""

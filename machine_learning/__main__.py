@@ -1,0 +1,5 @@
+import sys
+
+from machine_learning.cli import main
+
+sys.exit(main())

@@ -1,0 +1,295 @@
+"""Everything that talks to MLflow: where to log, and logging a training run cheaply.
+
+Cost matters because every push logs a run (DESIGN §5): params and metrics go in batched calls,
+the model is logged before the metrics (``log_model`` re-reads every metric already logged, one
+request per key) and with explicit pip requirements (inferring them costs ~2 s).
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from machine_learning.datasets import BattleData
+
+EMBEDDED_URI = "sqlite:///mlflow.db"
+COMPOSE_URI = "http://mlflow:5000"
+LOCAL_SERVER_URI = "http://localhost:5000"
+REGISTERED_MODEL = "pokemon-battle"
+MODEL_NAME = "model"
+PROBE_TIMEOUT_S = 1.0
+# Distributions the logged pipeline needs to load; versions are read from this environment.
+SKOPS_TRUSTED_TYPES = [
+    "machine_learning.features.BattleFeatures",
+    "sklearn.tree._tree.Tree",  # random forest node storage; the files are our own
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+]
+MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy")
+
+
+class TrackingUnavailable(RuntimeError):
+    """The configured tracking server does not answer and falling back is not allowed."""
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """The tracking URI chosen and why, so the choice can be printed once."""
+
+    uri: str
+    source: str
+
+    @property
+    def browsable(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """Identifiers of a logged run, written to run.json."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    run_url: str
+
+
+def experiment_name(dataset_version: str) -> str:
+    return f"pokemon-battle-{dataset_version}"
+
+
+def server_is_healthy(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when ``<uri>/health`` answers 200; the health endpoint needs no credentials."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def resolve_tracking_uri(
+    cli_uri: str | None,
+    env: Mapping[str, str],
+    probe: Callable[[str], bool] = server_is_healthy,
+) -> TrackingTarget:
+    """First hit wins: --tracking-uri, MLFLOW_TRACKING_URI, the compose server, a local server,
+    the embedded SQLite store. A configured server that does not answer is an error under
+    ``CI=true`` (a silent fallback would hide the run from the team) and a warning elsewhere.
+    """
+    configured = [
+        (cli_uri, "--tracking-uri"),
+        (env.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"),
+    ]
+    for uri, source in configured:
+        if not uri:
+            continue
+        if not uri.startswith(("http://", "https://")) or probe(uri):
+            return TrackingTarget(uri, source)
+        shown = redact_uri(uri)
+        if env.get("CI", "").lower() == "true":
+            raise TrackingUnavailable(
+                f"tracking server {shown} (from {source}) does not answer on /health; "
+                "start it or point --tracking-uri at a running server"
+            )
+        print(
+            f"warning: tracking server {shown} (from {source}) does not answer; "
+            f"falling back to the embedded store {EMBEDDED_URI}",
+            file=sys.stderr,
+        )
+        return TrackingTarget(EMBEDDED_URI, f"fallback, {shown} unreachable")
+    for uri, source in ((COMPOSE_URI, "compose service"), (LOCAL_SERVER_URI, "local server")):
+        if probe(uri):
+            return TrackingTarget(uri, source)
+    return TrackingTarget(EMBEDDED_URI, "embedded default")
+
+
+def model_requirements() -> list[str]:
+    """Pinned requirements of the logged model, from the versions installed here."""
+    return [f"{name}=={metadata.version(name)}" for name in MODEL_REQUIREMENTS]
+
+
+def log_training_run(
+    target: TrackingTarget,
+    *,
+    experiment: str,
+    run_name: str,
+    pipeline: Pipeline,
+    data: BattleData,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: list[Path],
+    parent_run_id: str | None = None,
+) -> LoggedRun:
+    """Log one trained pipeline as an MLflow run with its data, model, metrics and files."""
+    import mlflow
+
+    mlflow.set_tracking_uri(target.uri)
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    with (
+        quiet_schema_hints(),
+        mlflow.start_run(
+            run_name=run_name,
+            tags=tags,
+            nested=parent_run_id is not None,
+            parent_run_id=parent_run_id,
+        ) as run,
+    ):
+        mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
+        train_set, test_set = _datasets(data)
+        mlflow.log_inputs(
+            [train_set, test_set], contexts=["training", "testing"], tags_list=[None, None]
+        )
+        model_info = _log_model(pipeline, data.test)
+        train_metrics = {k: v for k, v in metrics.items() if k.startswith("train_")}
+        mlflow.log_metrics(train_metrics, model_id=model_info.model_id, dataset=train_set)
+        mlflow.log_metrics(
+            {k: v for k, v in metrics.items() if k not in train_metrics},
+            model_id=model_info.model_id,
+            dataset=test_set,
+        )
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+    run_id = run.info.run_id
+    return LoggedRun(
+        run_id, experiment_id, model_info.model_uri, run_url(target, experiment_id, run_id)
+    )
+
+
+def start_parent_run(
+    target: TrackingTarget,
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+) -> tuple[str, str]:
+    """Open the parent run of a comparison; returns (run id, experiment id)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(target.uri)
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    run = mlflow.start_run(run_name=run_name, tags=tags)
+    mlflow.log_params({key: str(value) for key, value in params.items()})
+    return run.info.run_id, experiment_id
+
+
+def finish_parent_run(
+    metrics: dict[str, float], tags: dict[str, str], artifacts: list[Path]
+) -> None:
+    """Record the winner on the active parent run and close it."""
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(tags)
+    for path in artifacts:
+        mlflow.log_artifact(str(path))
+    mlflow.end_run()
+
+
+def end_parent_run(status: str) -> None:
+    import mlflow
+
+    mlflow.end_run(status=status)
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def run_url(target: TrackingTarget, experiment_id: str, run_id: str) -> str:
+    """A link to the run in the MLflow UI, when the store is served over HTTP."""
+    if not target.browsable:
+        return ""
+    return f"{target.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _datasets(data: BattleData):
+    import mlflow.data
+
+    from machine_learning.datasets import LABEL
+
+    return (
+        mlflow.data.from_pandas(
+            data.train, targets=LABEL, digest=data.digest, name=f"battles-{data.scenario}-train"
+        ),
+        mlflow.data.from_pandas(
+            data.test, targets=LABEL, digest=data.test_digest, name=f"battles-{data.scenario}-test"
+        ),
+    )
+
+
+def model_files_kwargs(pipeline: Pipeline, test: pd.DataFrame) -> dict[str, Any]:
+    """What both the local copy and the logged model are saved with, so they cannot differ."""
+    from mlflow.models import infer_signature
+
+    import machine_learning
+    from machine_learning.datasets import LABEL
+
+    example = test.drop(columns=[LABEL]).head(5)
+    with quiet_schema_hints():
+        signature = infer_signature(example, pipeline.predict_proba(example))
+    return {
+        "sk_model": pipeline,
+        "signature": signature,
+        "input_example": example,
+        "pip_requirements": model_requirements(),
+        "pyfunc_predict_fn": "predict_proba",
+        # skops (MLflow's default format) refuses types it does not know; these are ours.
+        "skops_trusted_types": SKOPS_TRUSTED_TYPES,
+        # The feature step is our code: ship it so the model loads outside this repository.
+        "code_paths": [str(Path(machine_learning.__file__).parent)],
+    }
+
+
+def save_model_copy(pipeline: Pipeline, test: pd.DataFrame, path: Path) -> None:
+    """Write the model in MLflow format to ``path`` (replacing an older copy)."""
+    import shutil
+
+    import mlflow.sklearn
+
+    shutil.rmtree(path, ignore_errors=True)
+    with quiet_schema_hints():
+        mlflow.sklearn.save_model(path=str(path), **model_files_kwargs(pipeline, test))
+
+
+def _log_model(pipeline: Pipeline, test: pd.DataFrame):
+    import mlflow.sklearn
+
+    with quiet_schema_hints():
+        return mlflow.sklearn.log_model(name=MODEL_NAME, **model_files_kwargs(pipeline, test))
+
+
+@contextmanager
+def quiet_schema_hints() -> Iterator[None]:
+    """Base stats are integers that are never missing: MLflow's hint about NaN in ints is moot."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without any ``user:password@`` part, safe to print and to write to files."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.username and not parts.password:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))

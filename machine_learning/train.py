@@ -1,0 +1,303 @@
+"""The training job: simulate battles, fit, evaluate, write local outputs, then track.
+
+Local outputs (metrics.json, run.json, the model, plots) are written before MLflow is touched,
+so a tracking failure never loses what was computed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
+from machine_learning.evaluate import MAIN_METRIC
+from machine_learning.models import ModelName
+from machine_learning.simulator import Scenario
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from machine_learning.datasets import BattleData
+    from machine_learning.tracking import LoggedRun, TrackingTarget
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; logged as the run's params."""
+
+    model: ModelName = ModelName.XGBOOST
+    dataset_version: DatasetVersion = DatasetVersion.V2
+    scenario_type: Scenario = Scenario.RANDOM
+    n_battles: int = 20_000
+    n_test: int = DEFAULT_TEST_BATTLES
+    seed: int = 42
+    tune: bool = False
+    n_trials: int = 10
+    version: str = "dev"
+    experiment: str | None = None
+    output_dir: Path = field(default=Path("outputs"))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            key: str(value)
+            for key, value in asdict(self).items()
+            if key not in ("experiment", "output_dir")
+        }
+
+
+@dataclass
+class TrainedModel:
+    """A fitted pipeline with its metrics and the files written for it."""
+
+    model: ModelName
+    pipeline: Pipeline
+    metrics: dict[str, float]
+    hyperparams: dict[str, Any]
+    plots: list[Path] = field(default_factory=list)
+
+
+@contextmanager
+def step(message: str) -> Iterator[None]:
+    """Print a progress line on stderr before a long step and its duration after."""
+    print(f"• {message} …", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"  done in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+
+
+def load_data(config: TrainConfig) -> BattleData:
+    from machine_learning.datasets import make_battle_data
+
+    with step(
+        f"simulating {config.n_battles:,} training and {config.n_test:,} test battles "
+        f"({config.scenario_type}, seed {config.seed})"
+    ):
+        return make_battle_data(config.n_battles, config.scenario_type, config.seed, config.n_test)
+
+
+def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path) -> TrainedModel:
+    """Fit one model (with a randomised search when ``tune``), evaluate it, write its plots."""
+    from machine_learning.evaluate import evaluate, win_probability
+    from machine_learning.models import build_pipeline, feature_importance, model_params
+    from machine_learning.plots import write_plots
+
+    pipeline = build_pipeline(model, config.dataset_version, config.seed)
+    x, y = data.train.drop(columns=[LABEL]), data.train[LABEL]
+    if config.tune:
+        pipeline = _tune(pipeline, model, config, x, y)
+    else:
+        with step(f"fitting {model} on {config.dataset_version} features"):
+            pipeline.fit(x, y)
+    with step("evaluating on the held-out test battles"):
+        metrics = evaluate(pipeline, data.train, data.test)
+        plots = write_plots(
+            data.test[LABEL].to_numpy(),
+            win_probability(pipeline, data.test),
+            feature_importance(pipeline),
+            plots_dir,
+        )
+    return TrainedModel(model, pipeline, metrics, model_params(pipeline), plots)
+
+
+def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pipeline:
+    from sklearn.model_selection import RandomizedSearchCV
+
+    from machine_learning.models import MODELS
+
+    search = RandomizedSearchCV(
+        pipeline,
+        MODELS[model].search_space,
+        n_iter=config.n_trials,
+        scoring="f1",
+        cv=3,
+        random_state=config.seed,
+        n_jobs=1,
+        verbose=1,
+        refit=True,
+    )
+    with step(f"tuning {model}: {config.n_trials} trials x 3 folds"):
+        search.fit(x, y)
+    return search.best_estimator_
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(
+        json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def run_record(
+    config: TrainConfig,
+    data: BattleData,
+    target: TrackingTarget,
+    winner: TrainedModel,
+    logged: LoggedRun | None,
+    error: str = "",
+) -> dict[str, Any]:
+    """The content of run.json: how to find this run and its model again."""
+    from machine_learning.tracking import experiment_name, redact_uri
+
+    return {
+        "status": "logged" if logged else ("tracking failed" if error else "not logged yet"),
+        "error": error,
+        "run_id": logged.run_id if logged else None,
+        "experiment_id": logged.experiment_id if logged else None,
+        "experiment": config.experiment or experiment_name(config.dataset_version),
+        "model_uri": logged.model_uri if logged else None,
+        "run_url": logged.run_url if logged else "",
+        "tracking_uri": redact_uri(target.uri),
+        "model": str(winner.model),
+        "dataset_version": str(config.dataset_version),
+        "scenario_type": str(config.scenario_type),
+        "seed": config.seed,
+        "dataset_digest": data.digest,
+        "test_digest": data.test_digest,
+        "local_model": str(config.output_dir / "model"),
+    }
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Fail before any work when results could not be written."""
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".write-test"
+    probe.write_text("", encoding="utf-8")
+    probe.unlink()
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"{path} is not writable")
+
+
+class TrackingFailed(RuntimeError):
+    """Logging to MLflow failed after the local outputs were written."""
+
+
+def save_local(
+    config: TrainConfig,
+    data: BattleData,
+    target: TrackingTarget,
+    winner: TrainedModel,
+    metrics: dict[str, Any],
+) -> None:
+    """metrics.json, the model and a provisional run.json, before MLflow is touched."""
+    from machine_learning.tracking import save_model_copy
+
+    write_json(config.output_dir / "metrics.json", metrics)
+    with step(f"saving the model to {config.output_dir / 'model'}"):
+        save_model_copy(winner.pipeline, data.test, config.output_dir / "model")
+    write_json(config.output_dir / "run.json", run_record(config, data, target, winner, None))
+
+
+def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[str, str]:
+    from ci.github import build_context
+
+    return build_context(os.environ).as_tags() | {
+        "ci.dataset_digest": data.digest,
+        "ci.test_digest": data.test_digest,
+        "ci.dataset_version": str(config.dataset_version),
+        "ci.model": str(model),
+    }
+
+
+def run_name(config: TrainConfig, model: ModelName) -> str:
+    return f"{model}-{config.dataset_version}-{config.version}-seed{config.seed}"
+
+
+@contextmanager
+def tracking_guard(
+    config: TrainConfig, data: BattleData, target: TrackingTarget, winner: TrainedModel
+) -> Iterator[None]:
+    """Turn any tracking error into TrackingFailed after recording it in run.json."""
+    try:
+        yield
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        write_json(
+            config.output_dir / "run.json",
+            run_record(config, data, target, winner, None, error=message),
+        )
+        raise TrackingFailed(message) from exc
+
+
+def log_one(
+    config: TrainConfig,
+    data: BattleData,
+    target: TrackingTarget,
+    trained: TrainedModel,
+    parent_run_id: str | None = None,
+) -> LoggedRun:
+    from machine_learning.tracking import experiment_name, log_training_run
+
+    return log_training_run(
+        target,
+        experiment=config.experiment or experiment_name(config.dataset_version),
+        run_name=run_name(config, trained.model),
+        pipeline=trained.pipeline,
+        data=data,
+        params=config.params() | {"model": str(trained.model)} | trained.hyperparams,
+        metrics=trained.metrics,
+        tags=run_tags(config, data, trained.model),
+        artifacts=[*trained.plots, config.output_dir / "metrics.json"],
+        parent_run_id=parent_run_id,
+    )
+
+
+def run_train(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
+    """The ``train`` command: one model, one run. Returns run.json's content."""
+    data = load_data(config)
+    trained = fit(config.model, config, data, config.output_dir / "plots")
+    save_local(config, data, target, trained, trained.metrics)
+    with tracking_guard(config, data, target, trained), step("logging the run to MLflow"):
+        logged = log_one(config, data, target, trained)
+    record = run_record(config, data, target, trained, logged)
+    write_json(config.output_dir / "run.json", record)
+    return record | {"metrics": trained.metrics}
+
+
+def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
+    """The ``compare`` command: every model on the same battles, the best by test f1 wins.
+
+    Recorded as one parent run with a nested run per model; the winner is tagged on both.
+    """
+    from machine_learning import tracking
+
+    data = load_data(config)
+    trained = [fit(model, config, data, config.output_dir / "plots" / model) for model in ModelName]
+    winner = max(trained, key=lambda t: t.metrics[MAIN_METRIC])
+    comparison = {str(t.model): t.metrics for t in trained}
+    save_local(
+        config,
+        data,
+        target,
+        winner,
+        winner.metrics | {"winner": str(winner.model), "comparison": comparison},
+    )
+    experiment = config.experiment or tracking.experiment_name(config.dataset_version)
+    with tracking_guard(config, data, target, winner), step("logging the comparison to MLflow"):
+        parent_id, _ = tracking.start_parent_run(
+            target,
+            experiment,
+            f"compare-{config.dataset_version}-{config.version}",
+            run_tags(config, data, winner.model),
+            config.params(),
+        )
+        try:
+            runs = {t.model: log_one(config, data, target, t, parent_id) for t in trained}
+        except BaseException:
+            tracking.end_parent_run(status="FAILED")
+            raise
+        tracking.tag_run(runs[winner.model].run_id, {"ci.winner": "true"})
+        tracking.finish_parent_run(
+            {f"{model}_{MAIN_METRIC}": m[MAIN_METRIC] for model, m in comparison.items()},
+            {"ci.winner": str(winner.model), "ci.winner_run_id": runs[winner.model].run_id},
+            [config.output_dir / "metrics.json"],
+        )
+    logged = runs[winner.model]
+    record = run_record(config, data, target, winner, logged) | {"parent_run_id": parent_id}
+    write_json(config.output_dir / "run.json", record)
+    return record | {"metrics": winner.metrics, "comparison": comparison}
