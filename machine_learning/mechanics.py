@@ -21,7 +21,7 @@ def type_index(names) -> np.ndarray:
     import pandas as pd
 
     types, _ = load_type_chart()
-    codes = pd.Categorical(names, categories=types).codes.astype(np.int64)
+    codes = pd.Index(types).get_indexer(np.asarray(names, dtype=object)).astype(np.int64)
     absent = np.asarray(names, dtype=object)[codes == NO_TYPE]
     unknown = [name for name in set(absent) if name == name and name != ""]  # NaN != NaN
     if unknown:

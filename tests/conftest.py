@@ -1,0 +1,49 @@
+"""Shared fixtures: every test starts from a clean environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LEAKY_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracking server, credentials or GitHub Actions context leaks in from the caller."""
+    for name in list(os.environ):
+        if name in LEAKY_VARIABLES or name.startswith("GITHUB_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("CI", raising=False)
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The current (cleaned) environment plus overrides, for CLI subprocesses."""
+    return dict(os.environ) | overrides
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "machine_learning"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <module> <args>`` the way a user does."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
