@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scipy import stats
-from sklearn.pipeline import Pipeline
-
-from machine_learning.features import BattleFeatures
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 class ModelName(StrEnum):
@@ -28,7 +26,7 @@ class ModelSpec:
     """How to build one model and where ``--tune`` searches."""
 
     build: Callable[[int], list[tuple[str, Any]]]  # seed -> pipeline steps after the features
-    search_space: dict[str, Any]
+    search_space: Callable[[], dict[str, Any]]  # parameter distributions for RandomizedSearchCV
 
 
 def _xgboost(seed: int) -> list[tuple[str, Any]]:
@@ -66,37 +64,48 @@ def _logistic_regression(seed: int) -> list[tuple[str, Any]]:
     ]
 
 
+def _xgboost_space() -> dict[str, Any]:
+    from scipy import stats
+
+    return {
+        "model__n_estimators": stats.randint(100, 500),
+        "model__max_depth": stats.randint(3, 10),
+        "model__learning_rate": stats.loguniform(0.02, 0.3),
+        "model__subsample": stats.uniform(0.6, 0.4),
+        "model__colsample_bytree": stats.uniform(0.5, 0.5),
+    }
+
+
+def _random_forest_space() -> dict[str, Any]:
+    from scipy import stats
+
+    return {
+        "model__n_estimators": stats.randint(100, 300),
+        "model__max_depth": [None, 10, 20, 30],
+        "model__min_samples_leaf": stats.randint(1, 8),
+        "model__max_features": ["sqrt", "log2", 0.5],
+    }
+
+
+def _logistic_regression_space() -> dict[str, Any]:
+    from scipy import stats
+
+    return {"model__C": stats.loguniform(1e-3, 1e2)}
+
+
 MODELS: dict[ModelName, ModelSpec] = {
-    ModelName.XGBOOST: ModelSpec(
-        _xgboost,
-        {
-            "model__n_estimators": stats.randint(100, 500),
-            "model__max_depth": stats.randint(3, 10),
-            "model__learning_rate": stats.loguniform(0.02, 0.3),
-            "model__subsample": stats.uniform(0.6, 0.4),
-            "model__colsample_bytree": stats.uniform(0.5, 0.5),
-        },
-    ),
-    ModelName.RANDOM_FOREST: ModelSpec(
-        _random_forest,
-        {
-            "model__n_estimators": stats.randint(100, 300),
-            "model__max_depth": [None, 10, 20, 30],
-            "model__min_samples_leaf": stats.randint(1, 8),
-            "model__max_features": ["sqrt", "log2", 0.5],
-        },
-    ),
-    ModelName.LOGISTIC_REGRESSION: ModelSpec(
-        _logistic_regression,
-        {
-            "model__C": stats.loguniform(1e-3, 1e2),
-        },
-    ),
+    ModelName.XGBOOST: ModelSpec(_xgboost, _xgboost_space),
+    ModelName.RANDOM_FOREST: ModelSpec(_random_forest, _random_forest_space),
+    ModelName.LOGISTIC_REGRESSION: ModelSpec(_logistic_regression, _logistic_regression_space),
 }
 
 
 def build_pipeline(model: ModelName, dataset_version: str, seed: int) -> Pipeline:
     """An unfitted pipeline: battle features for ``dataset_version``, then the estimator."""
+    from sklearn.pipeline import Pipeline
+
+    from machine_learning.features import BattleFeatures
+
     return Pipeline([("features", BattleFeatures(dataset_version)), *MODELS[model].build(seed)])
 
 

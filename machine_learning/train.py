@@ -113,7 +113,7 @@ def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pi
 
     search = RandomizedSearchCV(
         pipeline,
-        MODELS[model].search_space,
+        MODELS[model].search_space(),
         n_iter=config.n_trials,
         scoring="f1",
         cv=3,

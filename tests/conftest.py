@@ -47,3 +47,11 @@ def run_cli(
         timeout=600,
         check=False,
     )
+
+
+def pytest_report_header() -> list[str]:
+    """Say which stack the integration tests run against."""
+    return [
+        "stack: native (PostgreSQL on 127.0.0.1:5432 + mlflow server subprocess, "
+        "flags from docker-compose.yml)"
+    ]

@@ -1,0 +1,175 @@
+"""Training against a real PostgreSQL-backed MLflow server, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import numpy as np
+import pytest
+
+from machine_learning.datasets import LABEL, battles
+from machine_learning.simulator import Scenario
+from tests.conftest import REPO_ROOT, cli_env, run_cli
+
+pytestmark = pytest.mark.integration
+SMALL = ("--n-battles", "3000", "--n-test", "1000")
+
+
+def actions_env(tmp_path, **extra: str) -> dict[str, str]:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 12, "head": {"sha": "c0ffee" * 6}}}))
+    return cli_env(
+        CI="true",
+        GITHUB_ACTIONS="true",
+        GITHUB_EVENT_NAME="pull_request",
+        GITHUB_EVENT_PATH=str(event),
+        GITHUB_SHA="merge" * 8,
+        GITHUB_HEAD_REF="feature/types",
+        GITHUB_SERVER_URL="https://github.com",
+        GITHUB_REPOSITORY="owner/repo",
+        GITHUB_RUN_ID="777",
+        **extra,
+    )
+
+
+def read_json(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_train_logs_params_metrics_tags_data_and_a_loadable_model(stack, client, tmp_path):
+    experiment = f"train-{uuid.uuid4().hex[:8]}"
+    done = run_cli(
+        "train",
+        "--tracking-uri",
+        stack.tracking_uri,
+        "--experiment",
+        experiment,
+        "--output-dir",
+        "out",
+        *SMALL,
+        cwd=tmp_path,
+        env=actions_env(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"MLflow tracking URI: {stack.tracking_uri} (--tracking-uri)" in done.stderr
+    record, metrics = read_json(tmp_path / "out/run.json"), read_json(tmp_path / "out/metrics.json")
+    assert record["status"] == "logged" and record["tracking_uri"] == stack.tracking_uri
+
+    run = client.get_run(record["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "xgboost" and run.data.params["n_battles"] == "3000"
+    assert run.data.params["n_estimators"] == "200"
+    assert run.data.metrics["test_f1"] == pytest.approx(metrics["test_f1"])
+    assert {"baseline_test_f1", "overfitting_gap", "train_log_loss"} <= run.data.metrics.keys()
+    assert run.data.tags["ci.git_sha"] == "c0ffee" * 6
+    assert run.data.tags["ci.pr_number"] == "12"
+    assert run.data.tags["ci.branch"] == "feature/types"
+    assert run.data.tags["ci.run_url"] == "https://github.com/owner/repo/actions/runs/777"
+    assert run.data.tags["ci.dataset_digest"] == record["dataset_digest"]
+
+    inputs = {d.dataset.digest: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {record["dataset_digest"], record["test_digest"]}
+    contexts = {d.dataset.digest: d.tags[0].value for d in run.inputs.dataset_inputs}
+    assert contexts[record["test_digest"]] == "testing"
+
+    artifacts = {a.path for a in client.list_artifacts(record["run_id"])}
+    assert {
+        "confusion_matrix.png",
+        "roc_curve.png",
+        "feature_importance.png",
+        "metrics.json",
+    } <= artifacts
+    assert (stack.artifacts_dir).rglob("roc_curve.png")
+
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(record["model_uri"])
+    fresh = battles(50, Scenario.BALANCED, seed=99).drop(columns=[LABEL])
+    scored = np.asarray(model.predict(fresh))
+    local = np.asarray(mlflow.pyfunc.load_model(str(tmp_path / "out/model")).predict(fresh))
+    assert scored.shape == (50, 2)
+    np.testing.assert_allclose(scored, local)
+    np.testing.assert_allclose(scored.sum(axis=1), 1.0)
+
+
+def test_compare_records_a_parent_run_with_a_nested_run_per_model(stack, client, tmp_path):
+    experiment = f"compare-{uuid.uuid4().hex[:8]}"
+    done = run_cli(
+        "compare",
+        "--tracking-uri",
+        stack.tracking_uri,
+        "--experiment",
+        experiment,
+        "--output-dir",
+        "out",
+        "--n-battles",
+        "2000",
+        "--n-test",
+        "1000",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    record, metrics = read_json(tmp_path / "out/run.json"), read_json(tmp_path / "out/metrics.json")
+    parent = client.get_run(record["parent_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    assert sorted(c.data.params["model"] for c in children) == [
+        "logistic_regression",
+        "random_forest",
+        "xgboost",
+    ]
+    best = max(metrics["comparison"], key=lambda m: metrics["comparison"][m]["test_f1"])
+    assert parent.data.tags["ci.winner"] == metrics["winner"] == best
+    winners = [c for c in children if c.data.tags.get("ci.winner") == "true"]
+    assert [w.info.run_id for w in winners] == [record["run_id"]]
+    assert winners[0].data.params["model"] == best
+
+
+def test_a_tracking_failure_keeps_every_local_output(stack, client, tmp_path):
+    experiment = f"deleted-{uuid.uuid4().hex[:8]}"
+    client.delete_experiment(client.create_experiment(experiment))
+    done = run_cli(
+        "train",
+        "--tracking-uri",
+        stack.tracking_uri,
+        "--experiment",
+        experiment,
+        "--output-dir",
+        "out",
+        *SMALL,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines()[-1].startswith("error: tracking failed: ")
+    record = read_json(tmp_path / "out/run.json")
+    assert record["status"] == "tracking failed" and "deleted" in record["error"]
+    assert read_json(tmp_path / "out/metrics.json")["test_f1"] > 0.8
+    assert (tmp_path / "out/model/MLmodel").exists()
+    assert (tmp_path / "out/plots/roc_curve.png").exists()
+
+
+def test_the_default_is_the_embedded_store_in_the_working_directory(tmp_path):
+    done = run_cli("train", "--model", "logistic_regression", *SMALL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "MLflow tracking URI: sqlite:///mlflow.db (embedded default)" in done.stderr
+    record = read_json(tmp_path / "outputs/run.json")
+    check = subprocess.run(
+        [
+            "python",
+            "-c",
+            "import mlflow,sys; r=mlflow.MlflowClient('sqlite:///mlflow.db')"
+            ".get_run(sys.argv[1]); print(r.data.params['model'], len(r.inputs.dataset_inputs))",
+            record["run_id"],
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=cli_env(PATH=f"{REPO_ROOT / '.venv/bin'}:" + cli_env()["PATH"]),
+    )
+    assert check.stdout.split() == ["logistic_regression", "2"]
+    assert list((tmp_path / "mlruns").rglob("MLmodel"))

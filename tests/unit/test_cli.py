@@ -1,0 +1,88 @@
+"""The CLI's contract: help without heavy imports, one-line errors, exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import cli_env, run_cli
+
+
+def test_help_lists_the_commands_and_imports_nothing_heavy(tmp_path):
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0 and "train" in done.stdout and "compare" in done.stdout
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from machine_learning.cli import build_parser; "
+            "build_parser().format_help(); "
+            "heavy = ('mlflow', 'xgboost', 'pandas', 'sklearn'); "
+            "print(sorted(m for m in heavy if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_command_help_shows_defaults_and_choices(command, tmp_path):
+    done = run_cli(command, "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for text in (
+        "--dataset-version {v1,v2}",
+        "--scenario-type {random,balanced}",
+        "(default: 20000)",
+        "exit codes",
+    ):
+        assert text in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--model", "svm"], "argument --model: invalid ModelName value: 'svm'"),
+        (["train", "--dataset-version", "v3"], "argument --dataset-version: invalid"),
+        (["train", "--n-battles", "0"], "argument --n-battles: must be greater than 0, got 0"),
+        (["train", "--n-battles", "-3"], "must be greater than 0, got -3"),
+        (["train", "--n-battles", "many"], "expected a whole number, got 'many'"),
+        (["compare", "--scenario-type", "chaos"], "argument --scenario-type: invalid"),
+        (["deploy"], "invalid choice: 'deploy'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_unwritable_output_dir_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = run_cli("train", "--output-dir", str(blocker / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot write to --output-dir {blocker / 'out'}: Not a directory; "
+        "choose a writable folder"
+    ]
+
+
+def test_unreachable_server_in_ci_fails_fast_with_one_line(tmp_path):
+    done = run_cli(
+        "train",
+        "--tracking-uri",
+        "http://127.0.0.1:9",
+        "--output-dir",
+        "out",
+        cwd=tmp_path,
+        env=cli_env(CI="true"),
+    )
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines() == [
+        "error: tracking server http://127.0.0.1:9 (from --tracking-uri) does not answer on "
+        "/health; start it or point --tracking-uri at a running server"
+    ]
+    assert not (tmp_path / "mlflow.db").exists()
