@@ -71,7 +71,7 @@ def simulate(
 ) -> np.ndarray:
     """Whether side A wins each battle. Stats are (n, 6) base stats, types (n, 2) chart indices."""
     n = len(a_base)
-    a_stats, b_stats = battle_stats(a_base.astype(float)), battle_stats(b_base.astype(float))
+    a_stats, b_stats = battle_stats(a_base), battle_stats(b_base)
     n_types = len(load_type_chart()[0])
     a_hit = base_damage(*offense_defense(a_stats, b_stats)) * move_multiplier(
         a_types, b_types, rng.integers(0, n_types, n)
@@ -102,7 +102,7 @@ def _fight(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play turns until one side of every battle faints (or MAX_TURNS); return remaining HP."""
-    first_hp, second_hp = first_hp.copy(), second_hp.copy()
+    first_hp, second_hp = first_hp.astype(float), second_hp.astype(float)  # copies
     active = np.flatnonzero((first_hit > 0) | (second_hit > 0))
     for _ in range(MAX_TURNS):
         if active.size == 0:
