@@ -92,9 +92,11 @@ def main() -> None:
         f"{loop_rate:,.0f} battles/s -> {loop_estimate:.1f} s for {args.n:,}"
     )
     print(
-        f"speed-up: {loop_estimate / vectorised:.0f}x; target <= 5 s: "
-        f"{'met' if vectorised <= 5 else 'MISSED'}"
+        f"speed-up, simulation alone: {loop_estimate / (simulated - start):.1f}x; "
+        f"vectorised simulation + features vs the loop's simulation alone: "
+        f"{loop_estimate / vectorised:.1f}x"
     )
+    print(f"target <= 5 s for simulation + features: {'met' if vectorised <= 5 else 'MISSED'}")
 
 
 if __name__ == "__main__":
