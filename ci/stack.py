@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+AUTH_COMPOSE_FILE = REPO_ROOT / "docker-compose.auth.yml"
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Flags whose value depends on the machine; everything else comes from the compose file.
 MACHINE_FLAGS = ("--host", "--port", "--artifacts-destination", "--backend-store-uri")
@@ -62,23 +63,27 @@ class ServiceSpec:
 
 
 def compose_service(
-    service: str, env: Mapping[str, str], compose_file: Path = COMPOSE_FILE
+    service: str, env: Mapping[str, str], compose_files: Sequence[Path] = (COMPOSE_FILE,)
 ) -> ServiceSpec:
-    """The command and environment the compose file gives ``service``.
+    """The command and environment the compose files give ``service``.
 
-    The backend store URI is left out: it holds the compose database password, and the native
-    stack passes its own.
+    Later files override earlier ones as ``docker compose -f a -f b`` does: the command is
+    replaced, the environment merged. The backend store URI is left out: it holds the compose
+    database password, and the native stack passes its own.
     """
     import yaml
 
-    services = yaml.safe_load(compose_file.read_text(encoding="utf-8"))["services"]
-    raw = services[service]
-    environment = {
-        key: interpolate(str(value), env)
-        for key, value in (raw.get("environment") or {}).items()
-        if key != "MLFLOW_BACKEND_STORE_URI"
-    }
-    return ServiceSpec([interpolate(str(arg), env) for arg in raw["command"]], environment)
+    command: list[str] = []
+    environment: dict[str, str] = {}
+    for path in compose_files:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))["services"].get(service, {})
+        command = [str(arg) for arg in raw.get("command", command)]
+        environment |= {key: str(value) for key, value in (raw.get("environment") or {}).items()}
+    environment.pop("MLFLOW_BACKEND_STORE_URI", None)
+    return ServiceSpec(
+        [interpolate(arg, env) for arg in command],
+        {key: interpolate(value, env) for key, value in environment.items()},
+    )
 
 
 def replace_flags(command: list[str], values: Mapping[str, str]) -> list[str]:
@@ -108,8 +113,9 @@ class NativeStack:
     database: str = field(default_factory=lambda: f"mlflow_test_{secrets.token_hex(4)}")
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
-    extra_flags: dict[str, str] = field(default_factory=dict)
+    compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
     _server: subprocess.Popen | None = None
+    kind = "native"
 
     @property
     def tracking_uri(self) -> str:
@@ -152,21 +158,24 @@ class NativeStack:
                 + _tail(done.stdout + done.stderr)
             )
 
-    def server_command(self) -> list[str]:
-        spec = compose_service("mlflow", self._process_env())
+    def server_spec(self) -> ServiceSpec:
+        """The compose file's mlflow service with this machine's address, port and stores."""
+        spec = compose_service("mlflow", self._process_env(), self.compose_files)
         machine = {
             "--host": "127.0.0.1",
             "--port": str(self.port),
             "--artifacts-destination": str(self.artifacts_dir),
             "--backend-store-uri": self.backend_uri,
         }
-        return [mlflow_executable(), *replace_flags(spec.command[1:], machine | self.extra_flags)]
+        command = [mlflow_executable(), *replace_flags(spec.command[1:], machine)]
+        return ServiceSpec(command, spec.environment)
 
     def start_server(self) -> None:
-        env = self._process_env() | compose_service("mlflow", self._process_env()).environment
+        spec = self.server_spec()
+        env = self._process_env() | spec.environment
         with self.log_path.open("ab") as log:
             self._server = subprocess.Popen(
-                self.server_command(),
+                spec.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -178,13 +187,26 @@ class NativeStack:
     def stop_server(self) -> None:
         if self._server is None:
             return
-        os.killpg(self._server.pid, 15)
+        try:
+            os.killpg(self._server.pid, 15)
+        except ProcessLookupError:  # already gone (it failed to start, or was stopped)
+            self._server = None
+            return
         try:
             self._server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self._server.pid, 9)
             self._server.wait()
         self._server = None
+
+    def restart_server(self) -> None:
+        """Stop the server (closing its database connections) and start it on the same stores."""
+        self.stop_server()
+        self.start_server()
+
+    def artifact_exists(self, relative: str) -> bool:
+        """Whether ``relative`` exists under the server's artifact destination."""
+        return (self.artifacts_dir / relative).exists()
 
     def down(self) -> None:
         """Stop the server and drop the database (the ``down -v`` of the native stack)."""
@@ -232,3 +254,98 @@ class NativeStack:
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def docker_engine_available() -> bool:
+    """True when a Docker engine answers (a client alone is not enough)."""
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@dataclass
+class DockerStack:
+    """The compose stack itself, driven through pytest-docker's compose executor.
+
+    Same interface as NativeStack, so the stack tests run unchanged on either.
+    """
+
+    project: str
+    env: dict[str, str] = field(default_factory=dict)
+    compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
+    port: int = field(default_factory=free_port)
+    kind = "docker compose"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> DockerStack:
+        """``up --build --wait``; on failure, name the failed services and show their logs."""
+        try:
+            self._compose("up --build --wait --wait-timeout 300")
+        except Exception as exc:  # pytest-docker raises a bare Exception with the output
+            raise StackError(self._failure_report()) from exc
+        return self
+
+    def restart_server(self) -> None:
+        self._compose("restart mlflow")
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise StackError(f"mlflow did not come back after a restart:\n{self._logs('mlflow')}")
+
+    def artifact_exists(self, relative: str) -> bool:
+        probe = f"exec -T mlflow sh -c 'test -e /mlartifacts/{relative} && echo yes || echo no'"
+        return self._compose(probe).decode().strip() == "yes"
+
+    def down(self) -> None:
+        self._compose("down -v")
+
+    def _failure_report(self) -> str:
+        import json
+
+        lines = self._compose("ps -a --format json", success_codes=(0, 1)).decode().splitlines()
+        failed = []
+        for container in (json.loads(line) for line in lines if line.startswith("{")):
+            healthy = container.get("Health") in ("", "healthy") and container["State"] == "running"
+            completed = container["State"] == "exited" and container.get("ExitCode") == 0
+            if not (healthy or completed):
+                failed.append(container["Service"])
+        report = [f"docker compose: {', '.join(failed) or 'a service'} failed to start"]
+        report += [f"--- {name}, last log lines:\n{self._logs(name)}" for name in failed]
+        return "\n".join(report)
+
+    def _logs(self, service: str) -> str:
+        output = self._compose(
+            f"logs --no-color --tail {LOG_TAIL_LINES} {service}", success_codes=(0, 1)
+        )
+        return output.decode(errors="replace")
+
+    def _compose(self, subcommand: str, success_codes: tuple[int, ...] = (0,)) -> bytes:
+        from pytest_docker.plugin import DockerComposeExecutor
+
+        executor = DockerComposeExecutor(
+            "docker compose", [str(f) for f in self.compose_files], self.project
+        )
+        saved = dict(os.environ)
+        os.environ.update(self.env | {"MLFLOW_PORT": str(self.port)})
+        try:
+            return executor.execute(subcommand, success_codes=success_codes)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def choose_backend(env: Mapping[str, str]) -> str:
+    """``docker`` when an engine answers, else ``native``; STACK_BACKEND=native|docker forces it."""
+    forced = env.get("STACK_BACKEND", "auto")
+    if forced in ("native", "docker"):
+        return forced
+    return "docker" if docker_engine_available() else "native"

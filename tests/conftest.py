@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,18 @@ def run_cli(
     )
 
 
+@cache
+def stack_backend() -> str:
+    from ci.stack import choose_backend
+
+    return choose_backend(os.environ)
+
+
 def pytest_report_header() -> list[str]:
     """Say which stack the integration tests run against."""
+    if stack_backend() == "docker":
+        return ["stack: docker compose (docker-compose.yml through pytest-docker)"]
     return [
-        "stack: native (PostgreSQL on 127.0.0.1:5432 + mlflow server subprocess, "
-        "flags from docker-compose.yml)"
+        "stack: native (no Docker engine here: the machine's PostgreSQL + mlflow server "
+        "subprocesses, flags read from docker-compose.yml)"
     ]

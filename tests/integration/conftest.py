@@ -1,30 +1,58 @@
-"""The stack for integration tests: one real PostgreSQL-backed ``mlflow server`` per test run."""
+"""The stack for integration tests: PostgreSQL + a real ``mlflow server``, once per test run.
+
+With a Docker engine (GitHub's runners) it is docker-compose.yml itself, through pytest-docker;
+without one (this project's CI machine) the same services start natively, with the flags read
+from the compose file. Either way the database and volumes are removed afterwards.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ci.stack import NativeStack
+from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, NativeStack
+from tests.conftest import stack_backend
+
+
+def _running_stack(workdir: Path, name: str, env: dict[str, str], files: tuple[Path, ...]):
+    if stack_backend() == "docker":
+        env = env | {"POSTGRES_PASSWORD": secrets.token_urlsafe(16)}
+        stack = DockerStack(f"pbtest{os.getpid()}{name}", env=env, compose_files=files)
+    else:
+        stack = NativeStack(workdir, env=env, compose_files=files)
+    try:
+        yield stack.up()
+    finally:
+        stack.down()
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    """PostgreSQL database of its own, migrated, and a server on a free loopback port.
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack | DockerStack]:
+    yield from _running_stack(tmp_path_factory.mktemp("stack"), "main", {}, (COMPOSE_FILE,))
 
-    The database is dropped afterwards, whatever the tests did.
-    """
-    native = NativeStack(tmp_path_factory.mktemp("stack"))
-    try:
-        native.up()
-        yield native
-    finally:
-        native.down()
+
+@pytest.fixture(scope="session")
+def admin_password() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory, admin_password: str):
+    """The opt-in basic-auth variant (docker-compose.auth.yml), with secrets made per test run."""
+    env = {
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    files = (COMPOSE_FILE, AUTH_COMPOSE_FILE)
+    yield from _running_stack(tmp_path_factory.mktemp("auth-stack"), "auth", env, files)
 
 
 @pytest.fixture
-def client(stack: NativeStack):
+def client(stack):
     import mlflow
 
     mlflow.set_tracking_uri(stack.tracking_uri)
