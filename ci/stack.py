@@ -136,12 +136,20 @@ class NativeStack:
 
     def up(self) -> NativeStack:
         """Create the database, migrate it, start the server and wait for /health."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.artifacts_dir.mkdir(exist_ok=True)
-        self._admin(f'CREATE DATABASE "{self.database}"')
+        self.create_database()
         self.migrate()
         self.start_server()
         return self
+
+    def create_database(self) -> None:
+        """The postgres service's part: an empty database of this stack's own."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(exist_ok=True)
+        self._admin(f'CREATE DATABASE "{self.database}"')
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._server.pid if self._server else None
 
     def migrate(self) -> None:
         """The mlflow-migrate service: ``mlflow db upgrade`` on the database."""
