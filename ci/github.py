@@ -1,6 +1,6 @@
-"""What GitHub Actions tells a job about itself, read from the environment it sets.
+"""GitHub: what Actions tells a job about itself (environment), and the few REST calls we make.
 
-Kept free of heavy imports: the comment step runs with a minimal install.
+Standard library only: the comment step runs in a privileged job with a minimal install.
 """
 
 from __future__ import annotations
@@ -8,9 +8,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,114 @@ def _git(cwd: Path | None, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+class GitHubError(RuntimeError):
+    """A GitHub API call failed; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class GitHubClient:
+    """The few REST calls the CI uses, on the standard library only (the comment job installs
+    nothing heavy). Retries 5xx answers and waits out rate limits, honouring ``retry-after``."""
+
+    repository: str
+    token: str = field(repr=False)
+    api_url: str = "https://api.github.com"
+    attempts: int = 4
+    max_wait_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[Any, dict]:
+        """JSON answer and headers of one call, after retries."""
+        for attempt in range(1, self.attempts + 1):
+            status, headers, payload = self._send(method, path, body)
+            if status < 400:
+                return payload, headers
+            wait = self._retry_wait(status, headers, attempt)
+            if wait is None or attempt == self.attempts:
+                message = payload.get("message", "") if isinstance(payload, dict) else ""
+                raise GitHubError(status, f"{method} {path}: {status} {message}".strip())
+            self.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def paginate(self, path: str) -> Iterator[dict]:
+        """Every item of a list endpoint, following the ``Link: rel="next"`` headers."""
+        url: str | None = f"{path}{'&' if '?' in path else '?'}per_page=100"
+        while url:
+            items, headers = self.request("GET", url)
+            yield from items
+            url = _next_link(headers.get("link", ""))
+
+    def pulls_for_commit(self, sha: str) -> list[dict]:
+        return self.request("GET", f"/repos/{self.repository}/commits/{sha}/pulls")[0]
+
+    def pull(self, number: int) -> dict:
+        return self.request("GET", f"/repos/{self.repository}/pulls/{number}")[0]
+
+    def issue_comments(self, number: int) -> Iterator[dict]:
+        return self.paginate(f"/repos/{self.repository}/issues/{number}/comments")
+
+    def create_comment(self, number: int, body: str) -> dict:
+        path = f"/repos/{self.repository}/issues/{number}/comments"
+        return self.request("POST", path, {"body": body})[0]
+
+    def update_comment(self, comment_id: int, body: str) -> dict:
+        path = f"/repos/{self.repository}/issues/comments/{comment_id}"
+        return self.request("PATCH", path, {"body": body})[0]
+
+    def _retry_wait(self, status: int, headers: dict, attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None when retrying cannot help."""
+        if "retry-after" in headers:
+            return min(float(headers["retry-after"]), self.max_wait_s)
+        if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
+            reset = float(headers.get("x-ratelimit-reset", time.time() + 60))
+            return min(max(reset - time.time(), 1.0), self.max_wait_s)
+        if status == 429 or status >= 500:
+            return min(2.0 ** (attempt - 1), self.max_wait_s)
+        return None
+
+    def _send(self, method: str, path: str, body: dict | None) -> tuple[int, dict, Any]:
+        url = path if path.startswith("http") else f"{self.api_url.rstrip('/')}{path}"
+        request = urllib.request.Request(
+            url,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self.token}",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "pokemon-battle-mlops-ci",
+                **({"Content-Type": "application/json"} if body is not None else {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, _lower(response.headers), _json(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, _lower(error.headers), _json(error.read())
+        except (urllib.error.URLError, OSError) as error:
+            return 599, {}, {"message": f"no answer from {self.api_url}: {error}"}
+
+
+def _lower(headers) -> dict[str, str]:
+    return {key.lower(): value for key, value in headers.items()}
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return {"message": raw[:200].decode(errors="replace")}
+
+
+def _next_link(link: str) -> str | None:
+    for part in link.split(","):
+        match = re.search(r'<([^>]+)>;\s*rel="next"', part)
+        if match:
+            return match.group(1)
+    return None

@@ -1,0 +1,211 @@
+"""The metric gate: the candidate against the thresholds and against the champion, fairly.
+
+The champion is re-scored on exactly the candidate's test battles (rebuilt from the fixed test
+seed and checked against the digest the candidate logged), so code or data changes between the
+two never make the comparison unfair. Differences come with a paired bootstrap 95% interval.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ci import bootstrap
+from ci.registry import CHAMPION, load_thresholds, version_by_alias
+from ci.verdict import Verdict, judge, overall
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from mlflow import MlflowClient
+
+
+class GateError(RuntimeError):
+    """The gate could not be evaluated (as opposed to a candidate that fails it)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The run under test, as read from MLflow (and its local model copy, when present)."""
+
+    run_id: str
+    model_uri: str
+    local_model: Path | None
+    params: dict[str, str]
+    tags: dict[str, str]
+    experiment_id: str = ""
+    run_url: str = ""
+
+
+def load_candidate(client: MlflowClient, run_id: str | None, run_json: Path | None) -> Candidate:
+    """The candidate from ``--run-id`` or from the ``run.json`` the training job wrote."""
+    record: dict[str, Any] = {}
+    if run_json is not None:
+        try:
+            record = json.loads(run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise GateError(f"cannot read {run_json}: {exc}") from None
+        run_id = record.get("run_id")
+        if not run_id:
+            raise GateError(
+                f"{run_json} has no run id (status: {record.get('status')!r}); "
+                "the training run was not logged"
+            )
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    model_uri = record.get("model_uri") or (f"models:/{outputs[0].model_id}" if outputs else "")
+    if not model_uri:
+        raise GateError(f"run {run_id} has no logged model")
+    local = Path(record["local_model"]) if record.get("local_model") else None
+    return Candidate(
+        run_id,
+        model_uri,
+        local if local and local.is_dir() else None,
+        dict(run.data.params),
+        dict(run.data.tags),
+        record.get("run_url", ""),
+    )
+
+
+def test_battles(candidate: Candidate) -> pd.DataFrame:
+    """The candidate's held-out battles, rebuilt and checked against its logged digest."""
+    from machine_learning.datasets import TEST_SEED, battles, table_digest
+    from machine_learning.simulator import Scenario
+
+    params = candidate.params
+    try:
+        table = battles(int(params["n_test"]), Scenario(params["scenario_type"]), TEST_SEED)
+    except (KeyError, ValueError) as exc:
+        message = f"run {candidate.run_id} lacks the params to rebuild its test set: {exc}"
+        raise GateError(message) from None
+    expected = candidate.tags.get("ci.test_digest")
+    if table_digest(table) != expected:
+        raise GateError(
+            f"the rebuilt test set has digest {table_digest(table)}, the run logged "
+            f"{expected}: the simulator changed since that run"
+        )
+    return table
+
+
+def win_probability(model_uri: str, table: pd.DataFrame) -> np.ndarray:
+    import mlflow.pyfunc
+    import numpy as np
+
+    from machine_learning.datasets import LABEL
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return np.asarray(model.predict(table.drop(columns=[LABEL])))[:, 1]
+
+
+def evaluate_gate(
+    client: MlflowClient,
+    candidate: Candidate,
+    model_name: str,
+    resamples: int = bootstrap.DEFAULT_RESAMPLES,
+) -> dict[str, Any]:
+    """Everything gate.json holds: per-metric values, intervals, thresholds and verdicts."""
+    thresholds, source = load_thresholds(client, model_name)
+    table = test_battles(candidate)
+    y = table["a_wins"].to_numpy()
+    ours = win_probability(str(candidate.local_model or candidate.model_uri), table)
+    champion = version_by_alias(client, model_name, CHAMPION)
+    comparisons = None
+    if champion is not None:
+        theirs = win_probability(f"models:/{model_name}@{CHAMPION}", table)
+        comparisons = bootstrap.compare(y, ours, theirs, resamples)
+    points = bootstrap.point_metrics(y, ours)
+    rows = []
+    for rule in thresholds:
+        name = rule.metric.removeprefix("test_")
+        if name not in points:
+            raise GateError(
+                f"threshold gate.{rule.metric}: the gate knows no metric {name!r}; "
+                f"use one of {', '.join('test_' + m for m in points)}"
+            )
+        c = comparisons[name] if comparisons else None
+        verdict = judge(rule, points[name], c.champion if c else None, c.interval if c else None)
+        rows.append(
+            {
+                "metric": rule.metric,
+                "candidate": points[name],
+                "champion": c.champion if c else None,
+                "delta": c.delta if c else None,
+                "interval": list(c.interval) if c else None,
+                "threshold": rule.describe(),
+                "spec": json.loads(rule.to_json()),
+                "verdict": str(verdict.verdict),
+                "reason": verdict.reason,
+            }
+        )
+    return {
+        "verdict": str(overall([Verdict(row["verdict"]) for row in rows])),
+        "thresholds_source": source,
+        "resamples": resamples if champion else 0,
+        "candidate": _candidate_summary(candidate, len(table)),
+        "champion": _champion_summary(client, champion) if champion else None,
+        "metrics": rows,
+    }
+
+
+def _candidate_summary(candidate: Candidate, n_test: int) -> dict[str, Any]:
+    tags, params = candidate.tags, candidate.params
+    return {
+        "run_id": candidate.run_id,
+        "model_uri": candidate.model_uri,
+        "run_url": candidate.run_url,
+        "git_sha": tags.get("ci.git_sha", ""),
+        "branch": tags.get("ci.branch", ""),
+        "pr_number": tags.get("ci.pr_number", ""),
+        "workflow_run_url": tags.get("ci.run_url", ""),
+        "model": params.get("model", ""),
+        "dataset_version": params.get("dataset_version", ""),
+        "dataset_digest": tags.get("ci.dataset_digest", ""),
+        "test_digest": tags.get("ci.test_digest", ""),
+        "n_train": params.get("n_battles", ""),
+        "n_test": n_test,
+        "params": params,
+    }
+
+
+def _champion_summary(client: MlflowClient, version) -> dict[str, Any]:
+    run = client.get_run(version.run_id) if version.run_id else None
+    return {
+        "version": version.version,
+        "run_id": version.run_id,
+        "git_sha": (run.data.tags.get("ci.git_sha", "") if run else ""),
+        "params": dict(run.data.params) if run else {},
+    }
+
+
+def record_verdict(client: MlflowClient, run_id: str, result: dict[str, Any]) -> None:
+    """Log the verdict on the candidate run: tags for verdicts, metrics for champion and deltas."""
+    from mlflow.entities import Metric, RunTag
+
+    tags = [RunTag("gate.verdict", result["verdict"])]
+    tags += [RunTag(f"gate.{row['metric']}", row["verdict"]) for row in result["metrics"]]
+    if result["champion"]:
+        tags.append(RunTag("gate.champion_version", str(result["champion"]["version"])))
+    metrics = []
+    for row in result["metrics"]:
+        if row["champion"] is not None:
+            metrics.append(Metric(f"champion_{row['metric']}", row["champion"], 0, 0))
+            metrics.append(Metric(f"delta_{row['metric']}", row["delta"], 0, 0))
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def annotations(result: dict[str, Any]) -> list[str]:
+    """GitHub workflow commands: an error per failed metric, a notice with the verdict."""
+    lines = [
+        f"::error title=Gate: {row['metric']}::{row['reason']}"
+        for row in result["metrics"]
+        if row["verdict"] == Verdict.FAIL
+    ]
+    versus = (
+        f"champion v{result['champion']['version']}"
+        if result["champion"]
+        else "no champion yet (thresholds only)"
+    )
+    lines.append(f"::notice title=Gate {result['verdict']}::against {versus}")
+    return lines

@@ -1,0 +1,58 @@
+"""The registered model: its thresholds (tags), its champion and previous champion (aliases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ci.thresholds import SEED_FILE, Threshold, from_seed_file, from_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+REGISTERED_MODEL = "pokemon-battle"
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+
+
+def ensure_registered_model(client: MlflowClient, name: str) -> dict[str, str]:
+    """The registered model's tags, creating the model on first use."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_registered_model(name).tags)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    client.create_registered_model(name, description="Pokémon battle outcome classifier")
+    return {}
+
+
+def load_thresholds(
+    client: MlflowClient, name: str, seed_file: Path = SEED_FILE
+) -> tuple[list[Threshold], str]:
+    """The gate thresholds and where they came from; seeds the registry when it has none."""
+    thresholds = from_tags(ensure_registered_model(client, name))
+    if thresholds:
+        return thresholds, f"registered model {name} tags"
+    thresholds = from_seed_file(seed_file)
+    write_thresholds(client, name, thresholds)
+    return thresholds, f"{seed_file.name} (seeded into {name}: no gate tags were set)"
+
+
+def write_thresholds(client: MlflowClient, name: str, thresholds: list[Threshold]) -> None:
+    ensure_registered_model(client, name)
+    for rule in thresholds:
+        client.set_registered_model_tag(name, rule.tag, rule.to_json())
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise

@@ -1,0 +1,106 @@
+"""Gate thresholds: MetricThreshold-style specs stored as registered-model tags ``gate.<metric>``.
+
+A tag's value is JSON: ``{"threshold": 0.85, "greater_is_better": true,
+"tolerance_absolute": 0.005, "tolerance_relative": 0.0}``. Unlike MLflow's MetricThreshold,
+whose ``min_*_change`` demand an improvement, the tolerances here bound an accepted regression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TAG_PREFIX = "gate."
+SEED_FILE = Path(__file__).resolve().parent / "thresholds.toml"
+KEYS = {"threshold", "greater_is_better", "tolerance_absolute", "tolerance_relative"}
+
+
+class ThresholdError(ValueError):
+    """A threshold spec that cannot be used; the message names where it came from."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    threshold: float | None
+    greater_is_better: bool = True
+    tolerance_absolute: float = 0.0
+    tolerance_relative: float = 0.0
+
+    @property
+    def tag(self) -> str:
+        return f"{TAG_PREFIX}{self.metric}"
+
+    def to_json(self) -> str:
+        spec = {key: value for key, value in asdict(self).items() if key != "metric"}
+        return json.dumps(spec, sort_keys=True)
+
+    def allowed_regression(self, champion: float) -> float:
+        """How far the candidate may fall behind the champion before it can fail."""
+        return max(self.tolerance_absolute, self.tolerance_relative * abs(champion))
+
+    def describe(self) -> str:
+        bound = (
+            "none"
+            if self.threshold is None
+            else (f"{'≥' if self.greater_is_better else '≤'} {self.threshold:g}")
+        )
+        tolerances = [f"{self.tolerance_absolute:g}"] if self.tolerance_absolute else []
+        if self.tolerance_relative:
+            tolerances.append(f"{self.tolerance_relative:.0%}")
+        return f"{bound}, tolerance {' or '.join(tolerances) or '0'}"
+
+
+def parse_spec(metric: str, spec: Any, origin: str) -> Threshold:
+    """Validate one spec (from a tag or the seed file); ``origin`` names it in errors."""
+    if not isinstance(spec, dict):
+        raise ThresholdError(f"{origin}: expected a table/object of {sorted(KEYS)}, got {spec!r}")
+    unknown = set(spec) - KEYS
+    if unknown:
+        raise ThresholdError(f"{origin}: unknown key(s) {sorted(unknown)}; allowed: {sorted(KEYS)}")
+    threshold = spec.get("threshold")
+    if threshold is not None and not _is_number(threshold):
+        raise ThresholdError(f"{origin}: threshold must be a number or null, got {threshold!r}")
+    if not isinstance(spec.get("greater_is_better", True), bool):
+        raise ThresholdError(f"{origin}: greater_is_better must be true or false")
+    for key in ("tolerance_absolute", "tolerance_relative"):
+        value = spec.get(key, 0.0)
+        if not _is_number(value) or value < 0:
+            raise ThresholdError(f"{origin}: {key} must be a number >= 0, got {value!r}")
+    return Threshold(
+        metric=metric,
+        threshold=None if threshold is None else float(threshold),
+        greater_is_better=spec.get("greater_is_better", True),
+        tolerance_absolute=float(spec.get("tolerance_absolute", 0.0)),
+        tolerance_relative=float(spec.get("tolerance_relative", 0.0)),
+    )
+
+
+def from_tags(tags: dict[str, str]) -> list[Threshold]:
+    """The thresholds among a registered model's tags, sorted by metric."""
+    thresholds = []
+    for tag, value in sorted(tags.items()):
+        if not tag.startswith(TAG_PREFIX):
+            continue
+        try:
+            spec = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ThresholdError(f"tag {tag}: not valid JSON ({exc.msg}): {value!r}") from None
+        thresholds.append(parse_spec(tag[len(TAG_PREFIX) :], spec, f"tag {tag}"))
+    return thresholds
+
+
+def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ThresholdError(f"{path}: {exc}") from None
+    return [parse_spec(metric, spec, f"{path.name} [{metric}]") for metric, spec in table.items()]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
