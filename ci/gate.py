@@ -16,6 +16,8 @@ from ci import bootstrap
 from ci.registry import CHAMPION, load_thresholds, version_by_alias
 from ci.verdict import Verdict, judge, overall
 
+MAIN_METRIC = "test_f1"  # listed first: the metric the project is judged by
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -107,6 +109,7 @@ def evaluate_gate(
 ) -> dict[str, Any]:
     """Everything gate.json holds: per-metric values, intervals, thresholds and verdicts."""
     thresholds, source = load_thresholds(client, model_name)
+    thresholds.sort(key=lambda rule: (rule.metric != MAIN_METRIC, rule.metric))
     table = test_battles(candidate)
     y = table["a_wins"].to_numpy()
     ours = win_probability(str(candidate.local_model or candidate.model_uri), table)

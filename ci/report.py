@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
+from ci.gate import MAIN_METRIC
 from ci.verdict import Verdict
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 COMMENT_LIMIT = 65_536
-MAIN_METRIC = "test_f1"
 HISTORY_METRICS = ("test_f1", "test_accuracy", "test_roc_auc")
 ICONS = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.NOISE: "〰️ within noise"}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "mlflow", "::1"}

@@ -65,3 +65,13 @@ def pytest_report_header() -> list[str]:
         "stack: native (no Docker engine here: the machine's PostgreSQL + mlflow server "
         "subprocesses, flags read from docker-compose.yml)"
     ]
+
+
+@pytest.fixture
+def github():
+    """A loopback GitHub REST API (see tests/github_server.py)."""
+    from tests.github_server import FakeGitHub
+
+    fake = FakeGitHub().start()
+    yield fake
+    fake.stop()

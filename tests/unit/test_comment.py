@@ -1,0 +1,191 @@
+"""The sticky comment against a loopback GitHub API: exact requests, upserts, failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ci.comment import CommentError, find_pull_request, marker, upsert
+from ci.github import GitHubClient, GitHubError
+from tests.conftest import cli_env
+
+SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+
+
+def client(fake, sleeps: list[float] | None = None) -> GitHubClient:
+    sink = sleeps if sleeps is not None else []
+    return GitHubClient(fake.repository, fake.token, fake.url, sleep=sink.append)
+
+
+def comment_cli(fake, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = cli_env(
+        GITHUB_TOKEN=token or fake.token, GITHUB_REPOSITORY=fake.repository, GITHUB_API_URL=fake.url
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ci", "comment", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_two_upserts_leave_one_comment_edited_in_place(github):
+    github.add_pull(7, SHA)
+    github.add_comment(7, "LGTM", user="reviewer")
+    first = upsert(client(github), 7, "report one", "train")
+    second = upsert(client(github), 7, "report two", "train")
+    assert (first.action, second.action) == ("created", "updated")
+    assert first.comment_id == second.comment_id
+    ours = [c for c in github.comments_on(7) if marker("train") in c["body"]]
+    assert len(ours) == 1 and ours[0]["body"] == f"{marker('train')}\nreport two"
+    assert len(github.comments_on(7)) == 2  # the reviewer's comment is untouched
+    post, patch = github.calls("POST")[0], github.calls("PATCH")[0]
+    assert (post.path, post.body) == (
+        "/repos/octo/battles/issues/7/comments",
+        {"body": f"{marker('train')}\nreport one"},
+    )
+    assert patch.path == f"/repos/octo/battles/issues/comments/{first.comment_id}"
+    assert all(r.headers["authorization"] == "Bearer test-token" for r in github.requests)
+    assert all(r.headers["x-github-api-version"] == "2022-11-28" for r in github.requests)
+
+
+def test_each_report_kind_has_its_own_comment(github):
+    github.add_pull(7, SHA)
+    upsert(client(github), 7, "training", "train")
+    upsert(client(github), 7, "data drift", "drift")
+    assert len(github.comments_on(7)) == 2
+
+
+def test_the_marker_is_found_beyond_the_first_page(github):
+    github.add_pull(9, SHA)
+    for i in range(150):
+        github.add_comment(9, f"chatter {i}")
+    existing = github.add_comment(9, f"{marker('train')}\nold report")
+    result = upsert(client(github), 9, "new report", "train")
+    assert (result.action, result.comment_id) == ("updated", existing)
+    pages = [r.query.get("page", "1") for r in github.calls("GET")]
+    assert pages == ["1", "2"]
+    assert github.calls("GET")[0].query["per_page"] == "100"
+
+
+def test_the_pull_request_is_found_by_its_head_commit(github):
+    github.add_pull(3, "f" * 40, state="closed")
+    github.add_pull(4, SHA)
+    assert find_pull_request(client(github), SHA) == 4
+    with pytest.raises(CommentError, match="no open pull request has commit"):
+        find_pull_request(client(github), "0" * 40)
+
+
+def test_rate_limits_are_waited_out_as_retry_after_says(github):
+    github.add_pull(7, SHA)
+    github.failures.extend(
+        [
+            (429, {"Retry-After": "7"}, {"message": "slow down"}),
+            (403, {"Retry-After": "2"}, {"message": "secondary rate limit"}),
+        ]
+    )
+    sleeps: list[float] = []
+    assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
+    assert sleeps == [7.0, 2.0]
+
+
+def test_server_errors_are_retried_then_reported(github):
+    github.failures.extend([(502, {}, {"message": "bad gateway"})] * 4)
+    sleeps: list[float] = []
+    with pytest.raises(GitHubError, match="502 bad gateway") as error:
+        client(github, sleeps).pull(1)
+    assert error.value.status == 502 and sleeps == [1.0, 2.0, 4.0]
+
+
+def test_a_read_only_token_is_explained(github):
+    github.add_pull(7, SHA)
+    github.failures.append((403, {}, {"message": "Resource not accessible by integration"}))
+    with pytest.raises(CommentError, match=r"\(403\): the token is read-only") as error:
+        upsert(client(github), 7, "report", "train")
+    assert error.value.status == 403
+
+
+def test_an_oversized_body_is_refused_before_sending(github):
+    github.add_pull(7, SHA)
+    with pytest.raises(CommentError, match="GitHub accepts 65,536"):
+        upsert(client(github), 7, "x" * 70_000, "train")
+    assert github.calls("POST") == []
+
+
+def test_cli_creates_then_updates_and_never_imports_heavy_libraries(github, tmp_path):
+    github.add_pull(12, SHA)
+    body = tmp_path / "report.md"
+    body.write_text("### ✅ Gate passed")
+    first = comment_cli(github, "--body", str(body), "--sha", SHA)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("created comment") and "on PR #12" in first.stdout
+    assert comment_cli(github, "--body", str(body), "--pr", "12").stdout.startswith("updated")
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ci.cli import main; main(sys.argv[1:]); "
+            "heavy = ('mlflow', 'xgboost', 'pandas', 'numpy'); "
+            "print(sorted(m for m in heavy if m in sys.modules))",
+            "comment",
+            "--body",
+            str(body),
+            "--pr",
+            "12",
+        ],
+        env=cli_env(
+            GITHUB_TOKEN=github.token,
+            GITHUB_REPOSITORY=github.repository,
+            GITHUB_API_URL=github.url,
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "message"),
+    [
+        (
+            (403, {}, {"message": "Resource not accessible by integration"}),
+            0,
+            "::warning title=No PR comment::",
+        ),
+        ((404, {}, {"message": "Not Found"}), 1, "error: PR #12 or the repository was not found"),
+        (
+            (422, {}, {"message": "Validation Failed"}),
+            1,
+            "error: GitHub rejected the comment (422)",
+        ),
+    ],
+)
+def test_cli_failure_paths(github, tmp_path, failure, code, message):
+    github.add_pull(12, SHA)
+    github.failures.append(failure)
+    body = tmp_path / "report.md"
+    body.write_text("report")
+    done = comment_cli(github, "--body", str(body), "--pr", "12")
+    assert done.returncode == code, done.stderr
+    assert message in done.stdout + done.stderr
+
+
+def test_cli_needs_a_token(github, tmp_path):
+    body = tmp_path / "report.md"
+    body.write_text("report")
+    done = subprocess.run(
+        [sys.executable, "-m", "ci", "comment", "--body", str(body)],
+        env=cli_env(GITHUB_REPOSITORY="o/r"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)"
+    )
