@@ -56,13 +56,25 @@ def branch_history(client: MlflowClient, gate: dict[str, Any], limit: int = 20) 
 
 
 def render(gate: dict[str, Any], history: list[dict], limit: int = COMMENT_LIMIT) -> str:
-    """The whole report, trimmed to ``limit`` characters: history first, then details."""
-    for rows in range(len(history), -1, -1):
-        for details in (True, False):
-            text = _assemble(gate, history[:rows], details, len(history) - rows)
-            if len(text) <= limit:
-                return text
+    """The whole report, within ``limit`` characters: history is cut first, then the details."""
+    for details in (True, False):
+        text = _longest_fitting(gate, history, details, limit)
+        if text is not None:
+            return text
     raise ValueError(f"even the shortest report exceeds {limit} characters")
+
+
+def _longest_fitting(gate: dict, history: list[dict], details: bool, limit: int) -> str | None:
+    """The report with the most history rows that fits (binary search), or None."""
+    best, low, high = None, 0, len(history)
+    while low <= high:
+        rows = (low + high) // 2
+        text = _assemble(gate, history[:rows], details, len(history) - rows)
+        if len(text) <= limit:
+            best, low = text, rows + 1
+        else:
+            high = rows - 1
+    return best
 
 
 def _assemble(gate: dict, history: list[dict], details: bool, dropped_rows: int) -> str:
