@@ -62,12 +62,13 @@ def load_candidate(client: MlflowClient, run_id: str | None, run_json: Path | No
         raise GateError(f"run {run_id} has no logged model")
     local = Path(record["local_model"]) if record.get("local_model") else None
     return Candidate(
-        run_id,
-        model_uri,
-        local if local and local.is_dir() else None,
-        dict(run.data.params),
-        dict(run.data.tags),
-        record.get("run_url", ""),
+        run_id=run_id,
+        model_uri=model_uri,
+        local_model=local if local and local.is_dir() else None,
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        experiment_id=run.info.experiment_id,
+        run_url=record.get("run_url", ""),
     )
 
 
@@ -156,6 +157,7 @@ def _candidate_summary(candidate: Candidate, n_test: int) -> dict[str, Any]:
     tags, params = candidate.tags, candidate.params
     return {
         "run_id": candidate.run_id,
+        "experiment_id": candidate.experiment_id,
         "model_uri": candidate.model_uri,
         "run_url": candidate.run_url,
         "git_sha": tags.get("ci.git_sha", ""),

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ci.registry import CHAMPION, PREVIOUS_CHAMPION, ensure_registered_model, version_by_alias
+from ci.registry import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    ensure_registered_model,
+    register_version,
+    version_by_alias,
+)
 from ci.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -59,9 +65,7 @@ def promote(
     }
     if pr_number or candidate.get("pr_number"):
         tags["ci.pr_number"] = str(pr_number or candidate["pr_number"])
-    version = client.create_model_version(
-        name, candidate["model_uri"], run_id=candidate["run_id"], tags=tags
-    )
+    version = register_version(client, name, candidate["model_uri"], candidate["run_id"], tags)
     old = version_by_alias(client, name, CHAMPION)
     if old is not None:
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old.version)

@@ -47,6 +47,14 @@ def write_thresholds(client: MlflowClient, name: str, thresholds: list[Threshold
         client.set_registered_model_tag(name, rule.tag, rule.to_json())
 
 
+def register_version(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> ModelVersion:
+    """A new version of ``name`` from a logged model (``models:/m-…``) or a run artifact."""
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    return client.create_model_version(name, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
