@@ -2,17 +2,22 @@
 
 import re
 
-from machine_learning.cli import build_parser
+import pytest
+
+from ci.cli import build_parser as ci_parser
+from machine_learning.cli import build_parser as training_parser
 from tests.conftest import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def test_every_training_command_and_option_is_documented():
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # argparse has no public API for it
+@pytest.mark.parametrize(
+    ("module", "build"), [("machine_learning", training_parser), ("ci", ci_parser)]
+)
+def test_every_command_and_option_is_documented(module, build):
+    commands = build()._subparsers._group_actions[0].choices  # argparse has no public API for it
     for name, command in commands.items():
-        assert f"python -m machine_learning {name}" in README
+        assert f"python -m {module} {name}" in README
         for action in command._actions:
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":
