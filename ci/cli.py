@@ -138,6 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="swap champion and previous-champion back",
         description="Move champion back to the previous champion in one step.",
     )
+    state = tracked(
+        "state",
+        help="save or restore the MLflow stack's state (snapshot folder)",
+        description="Snapshot = pg_dump of the MLflow database + the artifact store, pruned to "
+        "the champions and the branch's last runs. The Actions cache carries the "
+        "folder between workflow runs.",
+    )
+    state.add_argument("action", choices=["save", "restore"])
+    state.add_argument("--dir", type=Path, default=Path(".mlflow-state"), help="snapshot folder")
+    state.add_argument(
+        "--database",
+        default=os.environ.get("MLFLOW_STATE_DATABASE", "compose"),
+        help="PostgreSQL URL of the MLflow database, or 'compose' (pg_dump in the "
+        "postgres container); default $MLFLOW_STATE_DATABASE",
+    )
+    state.add_argument(
+        "--artifacts",
+        default=os.environ.get("MLFLOW_STATE_ARTIFACTS", "compose:mlflow:/mlartifacts"),
+        help="the server's artifact folder, or compose:<service>:<path>; default "
+        "$MLFLOW_STATE_ARTIFACTS",
+    )
+    state.add_argument("--branch", help="branch whose recent runs to keep (default: this build's)")
     return parser
 
 
@@ -270,7 +292,38 @@ def run_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_state(args: argparse.Namespace) -> int:
+    from ci.github import build_context
+    from ci.state import StateError, Stores, restore, save
+
+    stores = Stores(args.database, args.artifacts)
+    try:
+        if args.action == "restore":
+            manifest = restore(stores, args.dir)
+            if manifest is None:
+                print(
+                    f"no snapshot in {args.dir}: starting from an empty MLflow (thresholds are "
+                    "seeded from ci/thresholds.toml, there is no champion yet)"
+                )
+            else:
+                print(
+                    f"restored the snapshot of {manifest.get('branch') or 'unknown branch'} "
+                    f"saved at {manifest.get('saved_at', '?')}"
+                )
+            return 0
+        branch = args.branch or build_context(os.environ).branch
+        manifest = save(_client(args), stores, args.dir, args.model_name, branch)
+    except StateError as error:
+        raise Failure(str(error)) from None
+    print(
+        f"saved {len(manifest['kept_runs'])} runs ({manifest['artifact_files']} artifact files) "
+        f"to {args.dir}; {manifest['deleted_runs']} older runs pruned"
+    )
+    return 0
+
+
 COMMANDS = {
+    "state": run_state,
     "comment": run_comment,
     "gate": run_gate,
     "report": run_report,
