@@ -17,6 +17,7 @@ from typing import Any
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_MODEL = "pokemon-battle"
+COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
 
 
 class Failure(Exception):
@@ -116,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Upsert one comment per PR and --kind, found by a hidden marker. Needs "
         "GITHUB_TOKEN; uses GITHUB_REPOSITORY and GITHUB_API_URL when set.",
     )
-    comment.add_argument("--body", type=Path, required=True, help="markdown file to post")
+    body = comment.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", type=Path, help="markdown file to post")
+    body.add_argument(
+        "--artifact-dir",
+        type=Path,
+        help="a train run's downloaded report artifact (untrusted: checked against "
+        "--head-sha and the PR's head on GitHub before posting)",
+    )
+    comment.add_argument("--head-sha", help="with --artifact-dir: the workflow run's head commit")
     comment.add_argument("--pr", type=int, help="PR number (default: found from --sha)")
     comment.add_argument("--sha", help="head commit to find the PR by (default: $GITHUB_SHA)")
     comment.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
@@ -160,6 +169,35 @@ def build_parser() -> argparse.ArgumentParser:
         "$MLFLOW_STATE_ARTIFACTS",
     )
     state.add_argument("--branch", help="branch whose recent runs to keep (default: this build's)")
+    commands.add_parser(
+        "server-mode",
+        formatter_class=fmt,
+        help="team server or ephemeral stack (workflow step)",
+        description="Team mode when $TEAM_TRACKING_URI is set (the MLFLOW_TRACKING_URI repository "
+        "variable): exports it as MLFLOW_TRACKING_URI. Writes team=true|false to "
+        "$GITHUB_OUTPUT.",
+    )
+    commands.add_parser(
+        "stack-up",
+        formatter_class=fmt,
+        help="start the compose stack (workflow step)",
+        description="Writes .env with a fresh PostgreSQL password (masked), runs docker compose "
+        "up --build --wait (naming the failed service and its logs on failure) and "
+        "exports MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to $GITHUB_ENV.",
+    )
+    commands.add_parser(
+        "stack-down",
+        formatter_class=fmt,
+        help="stop the compose stack and delete its volumes (workflow step)",
+    )
+    info = commands.add_parser(
+        "build-info",
+        formatter_class=fmt,
+        help="write this build's commit, branch and PR",
+        description="JSON read by the pr-comment workflow: head_sha, pr_number, branch, event, "
+        "run_url.",
+    )
+    info.add_argument("--output", type=Path, default=Path("build.json"))
     return parser
 
 
@@ -173,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_comment(args: argparse.Namespace) -> int:
-    from ci.comment import CommentError, find_pull_request, upsert
+    from ci.comment import CommentError, find_pull_request, upsert, upsert_from_artifact
     from ci.github import GitHubClient
 
     token = os.environ.get("GITHUB_TOKEN", "")
@@ -182,11 +220,22 @@ def run_comment(args: argparse.Namespace) -> int:
         raise Failure(
             "set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)", EXIT_BAD_INPUT
         )
-    body = _read_text(args.body)
+    if args.artifact_dir and not args.head_sha:
+        raise Failure(
+            "--artifact-dir needs --head-sha (the workflow run's head commit)", EXIT_BAD_INPUT
+        )
     github = GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
     try:
-        pr = args.pr or find_pull_request(github, args.sha or os.environ.get("GITHUB_SHA", ""))
-        result = upsert(github, pr, body, args.kind)
+        if args.artifact_dir:
+            posted = upsert_from_artifact(github, args.artifact_dir, args.head_sha, args.kind)
+            if posted is None:
+                print(f"commit {args.head_sha[:12]} belongs to no open pull request: no comment")
+                return 0
+            pr, result = posted
+        else:
+            body = _read_text(args.body)
+            pr = args.pr or find_pull_request(github, args.sha or os.environ.get("GITHUB_SHA", ""))
+            result = upsert(github, pr, body, args.kind)
     except CommentError as error:
         if error.status == 403:
             print(f"::warning title=No PR comment::{error}")
@@ -322,7 +371,69 @@ def run_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_server_mode(args: argparse.Namespace) -> int:
+    from ci.github import append_github_file
+
+    team = os.environ.get("TEAM_TRACKING_URI", "")
+    append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
+    if team:
+        append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={team}", os.environ)
+    print(
+        "team mode: training against the MLFLOW_TRACKING_URI variable"
+        if team
+        else "ephemeral mode: the repository's compose stack, state carried by the cache"
+    )
+    return 0
+
+
+def run_stack_up(args: argparse.Namespace) -> int:
+    import secrets
+
+    from ci.github import append_github_file
+    from ci.stack import DockerStack, StackError
+
+    env_file = Path(".env")
+    if not env_file.exists():
+        password = secrets.token_urlsafe(24)
+        print(f"::add-mask::{password}")
+        env_file.write_text(f"POSTGRES_PASSWORD={password}\n", encoding="utf-8")
+    try:
+        DockerStack(COMPOSE_PROJECT, port=5000).up()
+    except StackError as error:
+        raise Failure(str(error)) from None
+    append_github_file("GITHUB_ENV", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000", os.environ)
+    print("stack up: MLflow at http://127.0.0.1:5000")
+    return 0
+
+
+def run_stack_down(args: argparse.Namespace) -> int:
+    from ci.stack import DockerStack
+
+    DockerStack(COMPOSE_PROJECT, port=5000).down()
+    return 0
+
+
+def run_build_info(args: argparse.Namespace) -> int:
+    from ci.github import build_context
+
+    context = build_context(os.environ)
+    info = {
+        "head_sha": context.git_sha,
+        "pr_number": context.pr_number,
+        "branch": context.branch,
+        "event": context.event,
+        "run_url": context.run_url,
+    }
+    args.output.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    print(f"build info written to {args.output}")
+    return 0
+
+
 COMMANDS = {
+    "server-mode": run_server_mode,
+    "stack-up": run_stack_up,
+    "stack-down": run_stack_down,
+    "build-info": run_build_info,
     "state": run_state,
     "comment": run_comment,
     "gate": run_gate,

@@ -7,11 +7,14 @@ Standard library only: this runs in the privileged ``workflow_run`` job.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ci.github import GitHubClient, GitHubError
 
 BODY_LIMIT = 65_536
+TRUNCATED = "\n\n_(cut to fit GitHub's comment limit; the full report is in the job summary)_\n"
 
 
 class CommentError(RuntimeError):
@@ -80,3 +83,56 @@ def explain(error: GitHubError, pr: int) -> str:
     if error.status == 429 or error.status >= 500:
         return f"GitHub kept failing or rate-limiting after retries ({error}); rerun the job"
     return f"GitHub API error ({error})"
+
+
+def read_artifact(directory: Path, head_sha: str) -> tuple[int | None, str]:
+    """The PR number and report body from a train run's artifact, which is untrusted data.
+
+    A fork's run wrote it, so every field is checked: the head commit must be the one the
+    trusted ``workflow_run`` event names, the PR number an integer, the body at most the
+    comment limit (longer bodies are cut, with a note).
+    """
+    try:
+        info = json.loads((directory / "build.json").read_text(encoding="utf-8"))
+        body = (directory / "report.md").read_text(encoding="utf-8")
+    except (OSError, ValueError) as error:
+        raise CommentError(f"the report artifact is incomplete or unreadable: {error}") from None
+    if not isinstance(info, dict) or info.get("head_sha") != head_sha:
+        raise CommentError(
+            f"the artifact describes commit {str(info.get('head_sha'))[:40]!r}, "
+            f"not the workflow run's head {head_sha}: refusing it"
+        )
+    number = info.get("pr_number")
+    if number is not None and (
+        not isinstance(number, int) or isinstance(number, bool) or number <= 0
+    ):
+        raise CommentError(f"the artifact's PR number {number!r} is not a positive integer")
+    room = BODY_LIMIT - len(marker("x")) - 64 - len(TRUNCATED)
+    if len(body) > room:
+        body = body[:room] + TRUNCATED
+    return number, body
+
+
+def upsert_from_artifact(
+    github: GitHubClient, directory: Path, head_sha: str, kind: str
+) -> tuple[int, Upserted] | None:
+    """Comment the artifact's report on its PR after checking the PR's head is ``head_sha``.
+
+    Returns None when the commit belongs to no open PR (a push to a branch without one).
+    """
+    number, body = read_artifact(directory, head_sha)
+    try:
+        if number is None:
+            try:
+                number = find_pull_request(github, head_sha)
+            except CommentError:
+                return None
+        actual = github.pull(number).get("head", {}).get("sha")
+    except GitHubError as error:
+        raise CommentError(explain(error, number or 0), error.status) from None
+    if actual != head_sha:
+        raise CommentError(
+            f"PR #{number}'s head is {str(actual)[:12]}, not the workflow run's "
+            f"head {head_sha[:12]}: refusing to comment"
+        )
+    return number, upsert(github, number, body, kind)

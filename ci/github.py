@@ -203,3 +203,14 @@ def _next_link(link: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def append_github_file(variable: str, line: str, env: Mapping[str, str]) -> None:
+    """Append ``line`` to the file Actions names in ``variable`` (GITHUB_OUTPUT, GITHUB_ENV…);
+    outside Actions, print it so a local run shows what a workflow would get."""
+    path = env.get(variable)
+    if not path:
+        print(f"{variable}: {line}")
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")

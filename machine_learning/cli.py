@@ -76,7 +76,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=42, help="seed of the training battles and models"
     )
     parser.add_argument(
-        "--tune", action="store_true", help="randomised hyperparameter search (3-fold CV on f1)"
+        "--tune",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=["true", "false"],
+        help="randomised hyperparameter search (3-fold CV on f1); a bare --tune means true",
     )
     parser.add_argument("--n-trials", type=positive_int, default=10, help="trials for --tune")
     parser.add_argument(
@@ -162,13 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as exc:
         return _fail(str(exc), EXIT_TRACKING_FAILED)
     print(f"MLflow tracking URI: {_shown(target.uri)} ({target.source})", file=sys.stderr)
-    config = TrainConfig(
-        **{
-            key: value
-            for key, value in vars(args).items()
-            if key in TrainConfig.__dataclass_fields__
-        }
-    )
+    options = vars(args) | {"tune": args.tune == "true"}
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{key: value for key, value in options.items() if key in fields})
     try:
         record = (run_compare if args.command == "compare" else run_train)(config, target)
     except TrackingFailed as exc:

@@ -1,0 +1,137 @@
+"""Static checks of .github/: zizmor, the workflow schema, shellcheck, pinning, permissions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+GITHUB = REPO_ROOT / ".github"
+WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def load(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def steps(path: Path):
+    for job_name, job in load(path)["jobs"].items():
+        for index, step in enumerate(job.get("steps", [])):
+            yield job_name, index, step
+
+
+def test_zizmor_finds_nothing():
+    done = subprocess.run(
+        [BIN / "zizmor", "--no-progress", "--offline", str(GITHUB)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout
+
+
+def test_workflows_and_dependabot_follow_their_schemas():
+    for schema, files in (
+        ("vendor.github-workflows", WORKFLOWS),
+        ("vendor.dependabot", [GITHUB / "dependabot.yml"]),
+    ):
+        done = subprocess.run(
+            [BIN / "check-jsonschema", "--builtin-schema", schema, *files],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_run_blocks_pass_shellcheck_and_hold_no_expressions(path, tmp_path):
+    scripts = []
+    for job, index, step in steps(path):
+        if "run" not in step:
+            continue
+        assert "${{" not in step["run"], f"{job} step {index}: pass values through env:"
+        script = tmp_path / f"{job}-{index}.sh"
+        script.write_text(f"#!/usr/bin/env bash\nset -e\n{step['run']}\n")
+        scripts.append(script)
+    assert scripts
+    done = subprocess.run(
+        [BIN / "shellcheck", "--shell=bash", *scripts], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_commit_with_a_version_comment(path):
+    uses = re.findall(r"uses:\s*(\S+)(.*)", path.read_text())
+    assert uses
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action), action
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{action}: version comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_least_privilege(path):
+    workflow = load(path)
+    assert workflow["permissions"] == {}
+    assert "pull_request_target" not in workflow["on"]
+    assert "write-all" not in path.read_text()
+    for name, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"{name} has no permissions block"
+    for job, index, step in steps(path):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False, f"{job} step {index}"
+            assert "ref" not in step["with"], f"{job} step {index} checks out another ref"
+
+
+def test_each_job_asks_only_for_what_its_steps_use():
+    train, comment, tests = (
+        load(GITHUB / "workflows" / f"{n}.yml") for n in ("train", "pr-comment", "tests")
+    )
+    assert {n: j["permissions"] for n, j in train["jobs"].items()} == {
+        "train": {"contents": "read"},
+        "rollback": {"contents": "read"},
+    }
+    assert comment["jobs"]["comment"]["permissions"] == {
+        "actions": "read",
+        "pull-requests": "write",
+    }
+    assert tests["jobs"]["tests"]["permissions"] == {"contents": "read"}
+
+
+def test_train_triggers_and_typed_dispatch_inputs():
+    train = load(GITHUB / "workflows" / "train.yml")
+    assert train["on"]["push"] == {"branches": ["**"]}
+    assert "pull_request" in train["on"]
+    assert "head.repo.full_name != github.repository" in train["jobs"]["train"]["if"]
+    inputs = train["on"]["workflow_dispatch"]["inputs"]
+    assert {name: spec["type"] for name, spec in inputs.items()} == {
+        "action": "choice",
+        "model": "choice",
+        "dataset-version": "choice",
+        "scenario": "choice",
+        "tune": "boolean",
+        "n-trials": "number",
+        "promote": "boolean",
+    }
+    assert inputs["model"]["options"] == ["xgboost", "random_forest", "logistic_regression"]
+    assert train["concurrency"]["group"] == "train-${{ github.ref }}"
+
+
+def test_the_comment_job_never_runs_pull_request_code():
+    comment = load(GITHUB / "workflows" / "pr-comment.yml")
+    assert comment["on"] == {"workflow_run": {"workflows": ["train"], "types": ["completed"]}}
+    job = comment["jobs"]["comment"]
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs == ['python3 -m ci comment --artifact-dir "$REPORT_DIR" --head-sha "$HEAD_SHA"']
+    assert not any("uv " in run or "pip " in run for run in runs)  # nothing installed
