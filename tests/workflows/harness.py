@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class StepResult:
     name: str
     outcome: str  # success, failure, skipped
     output: str = ""
+    seconds: float = 0.0
 
 
 @dataclass
@@ -104,8 +106,9 @@ class Runner:
                 result.steps.append(StepResult(name, "skipped"))
                 state.record(step, "skipped", {})
                 continue
+            started = time.perf_counter()
             outcome, outputs, output = state.execute(step, evaluator)
-            result.steps.append(StepResult(name, outcome, output))
+            result.steps.append(StepResult(name, outcome, output, time.perf_counter() - started))
             state.record(step, outcome, outputs)
             if outcome == "failure" and not step.get("continue-on-error"):
                 state.failed = True
