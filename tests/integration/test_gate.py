@@ -66,6 +66,13 @@ def model_name(client):
     return f"pb-{uuid.uuid4().hex[:8]}"
 
 
+def ci(stack, *args: str, cwd, **env: str):
+    """``python -m ci …`` against the test stack's server."""
+    return run_cli(
+        *args, cwd=cwd, module="ci", env=cli_env(MLFLOW_TRACKING_URI=stack.tracking_uri, **env)
+    )
+
+
 def make_champion(client, name: str, run: dict) -> None:
     from ci.registry import ensure_registered_model, register_version
 
@@ -238,14 +245,7 @@ def test_promote_then_rollback(stack, client, runs, model_name, tmp_path):
     assert version.tags["ci.git_sha"] == runs["reseeded"]["sha"]
     assert version.tags["gate.verdict"] == "pass" and version.tags["ci.pr_number"] == "21"
 
-    done = run_cli(
-        "rollback",
-        "--model-name",
-        model_name,
-        cwd=tmp_path,
-        module="ci",
-        env=cli_env(MLFLOW_TRACKING_URI=stack.tracking_uri),
-    )
+    done = ci(stack, "rollback", "--model-name", model_name, cwd=tmp_path)
     assert done.stdout.strip() == "rolled back: v1 is now champion; v2 is now previous-champion"
     assert client.get_model_version_by_alias(model_name, "champion").version == "1"
     assert client.get_model_version_by_alias(model_name, "previous-champion").version == "2"
@@ -266,14 +266,7 @@ def test_promotion_is_refused_for_a_failed_gate_or_another_commit(
 
 def test_rollback_without_a_previous_champion_is_refused(stack, client, runs, model_name, tmp_path):
     make_champion(client, model_name, runs["strong"])
-    done = run_cli(
-        "rollback",
-        "--model-name",
-        model_name,
-        cwd=tmp_path,
-        module="ci",
-        env=cli_env(MLFLOW_TRACKING_URI=stack.tracking_uri),
-    )
+    done = ci(stack, "rollback", "--model-name", model_name, cwd=tmp_path)
     assert done.returncode == 1
     assert "nothing to roll back to" in done.stderr and "previous-champion" in done.stderr
 

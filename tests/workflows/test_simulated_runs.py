@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -267,17 +266,4 @@ def test_rollback_moves_the_champion_back(world):
     assert (
         "rolled back: v1 is now champion; v2 is now previous-champion"
         in rolled.step("Roll back").output
-    )
-
-
-def test_no_git_metadata_leaks_into_the_workspace():
-    assert (
-        subprocess.run(
-            ["git", "status", "--porcelain", "--", ".github"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        == ""
     )
