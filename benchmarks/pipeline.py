@@ -1,6 +1,6 @@
 """The push → PR comment pipeline end to end on this machine, each stage timed.
 
-    uv run python benchmarks/pipeline.py [--save-comment docs/pr-comment-example.md]
+    uv run python benchmarks/pipeline.py [--save-comment benchmarks/pr-comment-example.md]
 
 The train workflow's job runs through the workflow harness of the test suite (its own `run:`
 steps, the native stack instead of compose, local cache and artifact folders), twice on the
