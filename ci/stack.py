@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -284,6 +285,7 @@ class DockerStack:
     env: dict[str, str] = field(default_factory=dict)
     compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
     port: int = field(default_factory=free_port)
+    executor: Any = None  # runs compose subcommands; default ComposeCLI
     kind = "docker compose"
 
     @property
@@ -294,7 +296,7 @@ class DockerStack:
         """``up --build --wait``; on failure, name the failed services and show their logs."""
         try:
             self._compose("up --build --wait --wait-timeout 300")
-        except Exception as exc:  # pytest-docker raises a bare Exception with the output
+        except Exception as exc:  # ComposeFailed, or pytest-docker's bare Exception
             raise StackError(self._failure_report()) from exc
         return self
 
@@ -337,18 +339,55 @@ class DockerStack:
         return output.decode(errors="replace")
 
     def _compose(self, subcommand: str, success_codes: tuple[int, ...] = (0,)) -> bytes:
-        from pytest_docker.plugin import DockerComposeExecutor
-
-        executor = DockerComposeExecutor(
-            "docker compose", [str(f) for f in self.compose_files], self.project
+        executor = self.executor or ComposeCLI(self.compose_files, self.project)
+        return executor.execute(
+            subcommand, self.env | {"MLFLOW_PORT": str(self.port)}, success_codes
         )
-        saved = dict(os.environ)
-        os.environ.update(self.env | {"MLFLOW_PORT": str(self.port)})
+
+
+class ComposeFailed(RuntimeError):
+    """A ``docker compose`` command exited with an unexpected code."""
+
+
+@dataclass(frozen=True)
+class ComposeCLI:
+    """``docker compose -f … -p … <subcommand>`` with the stack's environment, no shell.
+
+    The workflow's own runner; the test suite drives the same stack through pytest-docker.
+    """
+
+    files: tuple[Path, ...]
+    project: str
+
+    def execute(
+        self, subcommand: str, env: Mapping[str, str], success_codes: tuple[int, ...] = (0,)
+    ) -> bytes:
+        import shlex
+
+        command = [
+            "docker",
+            "compose",
+            *[arg for f in self.files for arg in ("-f", str(f))],
+            "-p",
+            self.project,
+            *shlex.split(subcommand),
+        ]
         try:
-            return executor.execute(subcommand, success_codes=success_codes)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            done = subprocess.run(
+                command,
+                env=dict(os.environ) | dict(env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        except OSError as error:
+            raise ComposeFailed(f"cannot run docker: {error.strerror}") from None
+        if done.returncode not in success_codes:
+            raise ComposeFailed(
+                f"docker compose {subcommand} exited {done.returncode}: "
+                + _tail(done.stdout.decode(errors="replace"), 5)
+            )
+        return done.stdout
 
 
 def choose_backend(env: Mapping[str, str]) -> str:

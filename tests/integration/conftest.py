@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,35 @@ from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, NativeStack
 from tests.conftest import stack_backend
 
 
+@dataclass(frozen=True)
+class PytestDockerCompose:
+    """pytest-docker's compose executor, given the stack's environment for each command."""
+
+    files: tuple[Path, ...]
+    project: str
+
+    def execute(self, subcommand: str, env: dict[str, str], success_codes=(0,)) -> bytes:
+        from pytest_docker.plugin import DockerComposeExecutor
+
+        executor = DockerComposeExecutor(
+            "docker compose", [str(f) for f in self.files], self.project
+        )
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            return executor.execute(subcommand, success_codes=success_codes)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
 def _running_stack(workdir: Path, name: str, env: dict[str, str], files: tuple[Path, ...]):
     if stack_backend() == "docker":
         env = env | {"POSTGRES_PASSWORD": secrets.token_urlsafe(16)}
-        stack = DockerStack(f"pbtest{os.getpid()}{name}", env=env, compose_files=files)
+        project = f"pbtest{os.getpid()}{name}"
+        stack = DockerStack(
+            project, env=env, compose_files=files, executor=PytestDockerCompose(files, project)
+        )
     else:
         stack = NativeStack(workdir, env=env, compose_files=files)
     try:

@@ -1,0 +1,139 @@
+"""`ci stack-up` / `ci stack-down`, the compose path the workflow runs on GitHub.
+
+No Docker engine exists here, so ``docker`` is a stand-in script on PATH that records each call
+and answers like the real client would (JSON lines for ``ps``, log text for ``logs``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ci.stack import COMPOSE_FILE
+from tests.conftest import cli_env
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+printf '%s\n' "$*" >> "$FAKE_DOCKER_LOG"
+printf 'MLFLOW_PORT=%s\n' "$MLFLOW_PORT" >> "$FAKE_DOCKER_LOG"
+case "$*" in
+  *" up "*) [ "$FAKE_DOCKER_MODE" = fail ] && { echo "dependency failed to start" >&2; exit 1; } ;;
+  *" ps -a --format json"*)
+    echo '{"Service":"postgres","State":"running","Health":"healthy","ExitCode":0}'
+    echo '{"Service":"mlflow-migrate","State":"exited","Health":"","ExitCode":1}'
+    echo '{"Service":"mlflow","State":"created","Health":"","ExitCode":0}' ;;
+  *" logs "*"mlflow-migrate"*) echo "alembic: can't locate revision boom" ;;
+  *" logs "*) echo "(no output)" ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def docker(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(FAKE_DOCKER)
+    script.chmod(0o755)
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    return bin_dir, log
+
+
+def ci(command: str, cwd, docker, mode: str = "ok") -> subprocess.CompletedProcess[str]:
+    bin_dir, log = docker
+    github_env = cwd / "github_env"
+    env = cli_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        FAKE_DOCKER_LOG=str(log),
+        FAKE_DOCKER_MODE=mode,
+        GITHUB_ENV=str(github_env),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ci", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_stack_up_writes_a_masked_password_starts_compose_and_exports_the_uri(tmp_path, docker):
+    done = ci("stack-up", tmp_path, docker)
+    assert done.returncode == 0, done.stderr
+    password = (tmp_path / ".env").read_text().strip().removeprefix("POSTGRES_PASSWORD=")
+    assert len(password) >= 24 and f"::add-mask::{password}" in done.stdout
+    calls = docker[1].read_text().splitlines()
+    assert calls[0] == (
+        f"compose -f {COMPOSE_FILE} -p pokemon-battle-mlops up --build --wait --wait-timeout 300"
+    )
+    assert calls[1] == "MLFLOW_PORT=5000"
+    assert (tmp_path / "github_env").read_text() == "MLFLOW_TRACKING_URI=http://127.0.0.1:5000\n"
+
+
+def test_stack_up_keeps_an_existing_env_file(tmp_path, docker):
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=chosen-by-the-team\n")
+    assert ci("stack-up", tmp_path, docker).returncode == 0
+    assert (tmp_path / ".env").read_text() == "POSTGRES_PASSWORD=chosen-by-the-team\n"
+
+
+def test_a_failed_start_names_the_service_and_shows_its_logs(tmp_path, docker):
+    done = ci("stack-up", tmp_path, docker, mode="fail")
+    assert done.returncode == 1
+    assert "docker compose: mlflow-migrate, mlflow failed to start" in done.stderr
+    assert "--- mlflow-migrate, last log lines:\nalembic: can't locate revision boom" in done.stderr
+    assert not (tmp_path / "github_env").exists()
+
+
+def test_stack_down_removes_the_volumes(tmp_path, docker):
+    assert ci("stack-down", tmp_path, docker).returncode == 0
+    assert docker[1].read_text().splitlines()[0].endswith("-p pokemon-battle-mlops down -v")
+
+
+def test_server_mode_chooses_the_team_server_when_the_variable_is_set(tmp_path):
+    for team, expected in (("https://mlflow.example.com", "true"), ("", "false")):
+        output, github_env = tmp_path / f"out-{expected}", tmp_path / f"env-{expected}"
+        done = subprocess.run(
+            [sys.executable, "-m", "ci", "server-mode"],
+            capture_output=True,
+            text=True,
+            env=cli_env(
+                TEAM_TRACKING_URI=team, GITHUB_OUTPUT=str(output), GITHUB_ENV=str(github_env)
+            ),
+            check=True,
+        )
+        assert output.read_text() == f"team={expected}\n"
+        assert github_env.exists() == (expected == "true")
+        assert ("team mode" if team else "ephemeral mode") in done.stdout
+    assert (tmp_path / "env-true").read_text() == "MLFLOW_TRACKING_URI=https://mlflow.example.com\n"
+
+
+def test_build_info_describes_a_pull_request_build(tmp_path):
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 4, "head": {"sha": "ab" * 20}}}))
+    subprocess.run(
+        [sys.executable, "-m", "ci", "build-info", "--output", "build.json"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env=cli_env(
+            GITHUB_ACTIONS="true",
+            GITHUB_EVENT_PATH=str(event),
+            GITHUB_EVENT_NAME="pull_request",
+            GITHUB_HEAD_REF="feat",
+        ),
+    )
+    info = json.loads((tmp_path / "build.json").read_text())
+    assert info == {
+        "head_sha": "ab" * 20,
+        "pr_number": 4,
+        "branch": "feat",
+        "event": "pull_request",
+        "run_url": "",
+    }
