@@ -4,7 +4,7 @@ import pytest
 
 from machine_learning.datasets import LABEL
 from machine_learning.evaluate import baseline_metrics, classification_metrics, evaluate
-from machine_learning.models import ModelName, build_pipeline, feature_importance
+from machine_learning.models import MODELS, ModelName, build_pipeline, feature_importance
 
 
 def test_perfect_predictions_score_perfectly():
@@ -55,3 +55,19 @@ def test_every_model_fits_and_reports_importance(model, small_battles):
     importance = feature_importance(pipeline)
     assert len(importance) == 41 and all(value >= 0 for value in importance.values())
     assert evaluate(pipeline, train, test)["test_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("model", list(ModelName))
+def test_tuning_searches_the_space_and_refits_the_best(model, tmp_path, small_battles):
+    from machine_learning.datasets import BattleData
+    from machine_learning.simulator import Scenario
+    from machine_learning.train import TrainConfig, fit
+
+    train, test = small_battles
+    data = BattleData(train.head(900), test.head(300), Scenario.RANDOM)
+    config = TrainConfig(model=model, tune=True, n_trials=2, seed=3, output_dir=tmp_path)
+    tuned = fit(model, config, data, tmp_path / "plots")
+    default = build_pipeline(model, "v2", seed=3).named_steps["model"].get_params()
+    searched = [key.removeprefix("model__") for key in MODELS[model].search_space()]
+    assert any(tuned.hyperparams.get(k) != default.get(k) for k in searched if k in default)
+    assert tuned.metrics["test_accuracy"] > 0.8 and len(tuned.plots) == 3
