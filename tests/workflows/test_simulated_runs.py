@@ -267,3 +267,32 @@ def test_rollback_moves_the_champion_back(world):
         "rolled back: v1 is now champion; v2 is now previous-champion"
         in rolled.step("Roll back").output
     )
+
+
+def test_team_mode_trains_against_the_teams_server_without_stack_or_cache(world, tmp_path):
+    import mlflow
+
+    from ci.stack import NativeStack
+
+    runner, _ = world
+    team = NativeStack(tmp_path / "team").up()
+    runner.vars["MLFLOW_TRACKING_URI"] = team.tracking_uri
+    try:
+        cache_before = sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*"))
+        result = push(runner, "refs/heads/team-feature", "c" * 40, 113)
+        assert result.conclusion == "success", failure_details(result)
+        for step in (
+            "Start the stack",
+            "Load MLflow state",
+            "Snapshot MLflow state",
+            "Stop the stack",
+        ):
+            assert result.step(step).outcome == "skipped", step
+        run_id = artifact(runner, 113)["candidate"]["run_id"]
+        assert mlflow.MlflowClient(team.tracking_uri).get_run(run_id).info.status == "FINISHED"
+        assert sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*")) == (
+            cache_before
+        )
+    finally:
+        runner.vars.pop("MLFLOW_TRACKING_URI")
+        team.down()
