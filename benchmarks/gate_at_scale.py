@@ -25,12 +25,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ci.gate import evaluate_gate, load_candidate, record_verdict
-from ci.registry import CHAMPION, PREVIOUS_CHAMPION, ensure_registered_model, register_version
+from ci.registry import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    REGISTERED_MODEL,
+    ensure_registered_model,
+    register_version,
+)
 from ci.report import branch_history, render
 from ci.stack import NativeStack
 
 PR = "7"
-MODEL = "pokemon-battle"
+MODEL = REGISTERED_MODEL
 
 
 def fill(backend_uri: str, experiment_id: str, start: int, stop: int) -> None:

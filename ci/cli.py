@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ci.registry import REGISTERED_MODEL
+
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 1, 2, 3
-DEFAULT_MODEL = "pokemon-battle"
 COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
 
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="MLflow tracking URI (default: resolved like "
             "the training CLI: $MLFLOW_TRACKING_URI, compose, localhost, embedded)",
         )
-        sub.add_argument("--model-name", default=DEFAULT_MODEL, help="registered model")
+        sub.add_argument("--model-name", default=REGISTERED_MODEL, help="registered model")
         return sub
 
     thresholds = tracked(
@@ -253,9 +254,7 @@ def run_gate(args: argparse.Namespace) -> int:
     try:
         candidate = load_candidate(client, args.run_id, args.run_json)
         result = evaluate_gate(client, candidate, args.model_name, args.resamples)
-    except ThresholdError as error:
-        raise Failure(str(error), EXIT_BAD_INPUT) from None
-    except GateError as error:
+    except (ThresholdError, GateError) as error:
         raise Failure(str(error), EXIT_BAD_INPUT) from None
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     record_verdict(client, candidate.run_id, result)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ci import bootstrap
 from ci.registry import CHAMPION, load_thresholds, version_by_alias
 from ci.verdict import Verdict, judge, overall
-
-MAIN_METRIC = "test_f1"  # listed first: the metric the project is judged by
+from machine_learning.datasets import LABEL
+from machine_learning.evaluate import MAIN_METRIC  # listed first: what the project is judged by
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,10 +83,10 @@ def test_battles(candidate: Candidate) -> pd.DataFrame:
     except (KeyError, ValueError) as exc:
         message = f"run {candidate.run_id} lacks the params to rebuild its test set: {exc}"
         raise GateError(message) from None
-    expected = candidate.tags.get("ci.test_digest")
-    if table_digest(table) != expected:
+    expected, rebuilt = candidate.tags.get("ci.test_digest"), table_digest(table)
+    if rebuilt != expected:
         raise GateError(
-            f"the rebuilt test set has digest {table_digest(table)}, the run logged "
+            f"the rebuilt test set has digest {rebuilt}, the run logged "
             f"{expected}: the simulator changed since that run"
         )
     return table
@@ -95,8 +95,6 @@ def test_battles(candidate: Candidate) -> pd.DataFrame:
 def win_probability(model_uri: str, table: pd.DataFrame) -> np.ndarray:
     import mlflow.pyfunc
     import numpy as np
-
-    from machine_learning.datasets import LABEL
 
     model = mlflow.pyfunc.load_model(model_uri)
     return np.asarray(model.predict(table.drop(columns=[LABEL])))[:, 1]
@@ -112,7 +110,7 @@ def evaluate_gate(
     thresholds, source = load_thresholds(client, model_name)
     thresholds.sort(key=lambda rule: (rule.metric != MAIN_METRIC, rule.metric))
     table = test_battles(candidate)
-    y = table["a_wins"].to_numpy()
+    y = table[LABEL].to_numpy()
     ours = win_probability(str(candidate.local_model or candidate.model_uri), table)
     champion = version_by_alias(client, model_name, CHAMPION)
     comparisons = None

@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from ci.gate import MAIN_METRIC
+from ci.runs import tag_filter
 from ci.verdict import Verdict
+from machine_learning.evaluate import MAIN_METRIC
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -34,10 +35,9 @@ def branch_history(client: MlflowClient, gate: dict[str, Any], limit: int = 20) 
         key, value = "ci.branch", candidate["branch"]
     else:
         return []
-    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
     runs = client.search_runs(
         [candidate["experiment_id"]],
-        filter_string=f"tags.`{key}` = '{quoted}' and params.model != ''",
+        filter_string=f"{tag_filter(key, value)} and params.model != ''",
         order_by=["attributes.start_time DESC"],
         max_results=limit,
     )

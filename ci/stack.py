@@ -16,11 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from machine_learning.tracking import server_is_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -230,12 +231,9 @@ class NativeStack:
                     f"mlflow exited with code {self._server.returncode} while "
                     f"starting; last log lines:\n{self.log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
+            if server_is_healthy(self.tracking_uri):
+                return
+            time.sleep(0.2)
         self.stop_server()
         raise StackError(
             f"mlflow did not answer /health within {HEALTH_TIMEOUT_S:.0f} s; "
@@ -304,11 +302,9 @@ class DockerStack:
         self._compose("restart mlflow")
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.5)
+            if server_is_healthy(self.tracking_uri):
+                return
+            time.sleep(0.5)
         raise StackError(f"mlflow did not come back after a restart:\n{self._logs('mlflow')}")
 
     def artifact_exists(self, relative: str) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci.registry import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
+from ci.runs import tag_filter
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -127,25 +128,22 @@ class Stores:
 
 
 def keep_set(
-    client: MlflowClient, model_name: str, branch: str, keep_runs: int = KEEP_BRANCH_RUNS
+    client: MlflowClient,
+    experiments: list[str],
+    model_name: str,
+    branch: str,
+    keep_runs: int = KEEP_BRANCH_RUNS,
 ) -> tuple[set[str], set[str]]:
     """(run ids, artifact subtrees) still referenced: champions and the branch's last runs."""
-    from mlflow.exceptions import MlflowException
-
     run_ids: set[str] = set()
     for alias in (CHAMPION, PREVIOUS_CHAMPION):
-        try:
-            version = version_by_alias(client, model_name, alias)
-        except MlflowException:
-            version = None
+        version = version_by_alias(client, model_name, alias)
         if version is not None and version.run_id:
             run_ids.add(version.run_id)
-    experiments = [e.experiment_id for e in client.search_experiments()]
     if branch and experiments:
-        quoted = branch.replace("'", "\\'")
         recent = client.search_runs(
             experiments,
-            f"tags.`ci.branch` = '{quoted}'",
+            tag_filter("ci.branch", branch),
             order_by=["attributes.start_time DESC"],
             max_results=keep_runs,
         )
@@ -159,27 +157,29 @@ def keep_set(
     return run_ids, {s.removesuffix("/artifacts") for s in subtrees if s}
 
 
-def prune(client: MlflowClient, keep: set[str]) -> int:
-    """Soft-delete every active run that is not kept; returns how many."""
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    deleted = 0
-    page_token = None
+def prune(client: MlflowClient, experiments: list[str], keep: set[str]) -> int:
+    """Soft-delete every active run that is not kept; returns how many.
+
+    All pages are read before anything is deleted: search pages are offsets into the active
+    runs, so deleting while paging would skip runs.
+    """
+    doomed, page_token = [], None
     while experiments:
         page = client.search_runs(experiments, max_results=1000, page_token=page_token)
-        for run in page:
-            if run.info.run_id not in keep:
-                client.delete_run(run.info.run_id)
-                deleted += 1
+        doomed += [run.info.run_id for run in page if run.info.run_id not in keep]
         page_token = page.token
         if not page_token:
             break
-    return deleted
+    for run_id in doomed:
+        client.delete_run(run_id)
+    return len(doomed)
 
 
 def save(client: MlflowClient, stores: Stores, target: Path, model_name: str, branch: str) -> dict:
     """Prune, dump the database and copy the kept artifacts into ``target``."""
-    runs, subtrees = keep_set(client, model_name, branch)
-    deleted = prune(client, runs)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs, subtrees = keep_set(client, experiments, model_name, branch)
+    deleted = prune(client, experiments, runs)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)

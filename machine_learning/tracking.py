@@ -27,17 +27,17 @@ if TYPE_CHECKING:
 EMBEDDED_URI = "sqlite:///mlflow.db"
 COMPOSE_URI = "http://mlflow:5000"
 LOCAL_SERVER_URI = "http://localhost:5000"
-REGISTERED_MODEL = "pokemon-battle"
 MODEL_NAME = "model"
 PROBE_TIMEOUT_S = 1.0
 SCHEMA_SAMPLE_ROWS = 1_000
-# Distributions the logged pipeline needs to load; versions are read from this environment.
+# Types skops (MLflow's default sklearn format) must be told to trust when loading our models.
 SKOPS_TRUSTED_TYPES = [
     "machine_learning.features.BattleFeatures",
     "sklearn.tree._tree.Tree",  # random forest node storage; the files are our own
     "xgboost.core.Booster",
     "xgboost.sklearn.XGBClassifier",
 ]
+# Distributions the logged pipeline needs to load; versions are read from this environment.
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy")
 
 
