@@ -40,6 +40,7 @@ def resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
 def metrics(y: np.ndarray, proba: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """accuracy, precision, recall, f1, roc_auc and log_loss for each column of ``weights``."""
     y = y.astype(bool)
+    proba = np.asarray(proba, dtype=np.float64)  # float32 rounds 1 - 1e-15 up to 1: log(0)
     predicted = proba >= 0.5
     total = weights.sum(axis=0)
     tp = (predicted & y) @ weights

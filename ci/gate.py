@@ -10,18 +10,31 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ci import bootstrap
+from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
 from ci.registry import CHAMPION, load_thresholds, version_by_alias
 from ci.verdict import Verdict, judge, overall
 from machine_learning.datasets import LABEL
-from machine_learning.evaluate import MAIN_METRIC  # listed first: what the project is judged by
+from machine_learning.metric_names import MAIN_METRIC
+from machine_learning.provenance import (
+    TAG_BRANCH,
+    TAG_DATASET_DIGEST,
+    TAG_GIT_SHA,
+    TAG_PR_NUMBER,
+    TAG_RUN_URL,
+    TAG_TEST_DIGEST,
+)
+from machine_learning.run_record import RunRecord, is_run_id
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
+
+    from ci.bootstrap import Comparison
+    from ci.thresholds import Threshold
 
 
 class GateError(RuntimeError):
@@ -43,24 +56,24 @@ class Candidate:
 
 def load_candidate(client: MlflowClient, run_id: str | None, run_json: Path | None) -> Candidate:
     """The candidate from ``--run-id`` or from the ``run.json`` the training job wrote."""
-    record: dict[str, Any] = {}
-    if run_json is not None:
-        try:
-            record = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise GateError(f"cannot read {run_json}: {exc}") from None
-        run_id = record.get("run_id")
-        if not run_id:
+    record = RunRecord.read(run_json) if run_json is not None else None
+    if record is not None:
+        if not record.run_id:
             raise GateError(
-                f"{run_json} has no run id (status: {record.get('status')!r}); "
+                f"{run_json} has no run id (status: {record.status!r}); "
                 "the training run was not logged"
             )
-    run = client.get_run(run_id)
+        run_id = record.run_id
+    if not run_id or not is_run_id(run_id):
+        raise GateError(f"--run-id {str(run_id)[:40]!r} is not an MLflow run id (32 hex digits)")
+    run = _get_run(client, run_id)
     outputs = run.outputs.model_outputs if run.outputs else []
-    model_uri = record.get("model_uri") or (f"models:/{outputs[0].model_id}" if outputs else "")
+    model_uri = (record and record.model_uri) or (
+        f"models:/{outputs[0].model_id}" if outputs else ""
+    )
     if not model_uri:
         raise GateError(f"run {run_id} has no logged model")
-    local = Path(record["local_model"]) if record.get("local_model") else None
+    local = Path(record.local_model) if record and record.local_model else None
     return Candidate(
         run_id=run_id,
         model_uri=model_uri,
@@ -68,8 +81,23 @@ def load_candidate(client: MlflowClient, run_id: str | None, run_json: Path | No
         params=dict(run.data.params),
         tags=dict(run.data.tags),
         experiment_id=run.info.experiment_id,
-        run_url=record.get("run_url", ""),
+        run_url=record.run_url if record else "",
     )
+
+
+def _get_run(client: MlflowClient, run_id: str):
+    """The run, or GateError when the server says there is no such (active) run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise GateError(f"run {run_id} does not exist on the tracking server") from None
+        raise
+    if run.info.lifecycle_stage != "active":
+        raise GateError(f"run {run_id} is deleted; train again or restore it")
+    return run
 
 
 def test_battles(candidate: Candidate) -> pd.DataFrame:
@@ -83,7 +111,7 @@ def test_battles(candidate: Candidate) -> pd.DataFrame:
     except (KeyError, ValueError) as exc:
         message = f"run {candidate.run_id} lacks the params to rebuild its test set: {exc}"
         raise GateError(message) from None
-    expected, rebuilt = candidate.tags.get("ci.test_digest"), table_digest(table)
+    expected, rebuilt = candidate.tags.get(TAG_TEST_DIGEST), table_digest(table)
     if rebuilt != expected:
         raise GateError(
             f"the rebuilt test set has digest {rebuilt}, the run logged "
@@ -105,7 +133,7 @@ def evaluate_gate(
     candidate: Candidate,
     model_name: str,
     resamples: int = bootstrap.DEFAULT_RESAMPLES,
-) -> dict[str, Any]:
+) -> GateRecord:
     """Everything gate.json holds: per-metric values, intervals, thresholds and verdicts."""
     thresholds, source = load_thresholds(client, model_name)
     thresholds.sort(key=lambda rule: (rule.metric != MAIN_METRIC, rule.metric))
@@ -118,97 +146,102 @@ def evaluate_gate(
         theirs = win_probability(f"models:/{model_name}@{CHAMPION}", table)
         comparisons = bootstrap.compare(y, ours, theirs, resamples)
     points = bootstrap.point_metrics(y, ours)
-    rows = []
-    for rule in thresholds:
-        name = rule.metric.removeprefix("test_")
-        if name not in points:
-            raise GateError(
-                f"threshold gate.{rule.metric}: the gate knows no metric {name!r}; "
-                f"use one of {', '.join('test_' + m for m in points)}"
-            )
-        c = comparisons[name] if comparisons else None
-        verdict = judge(rule, points[name], c.champion if c else None, c.interval if c else None)
-        rows.append(
-            {
-                "metric": rule.metric,
-                "candidate": points[name],
-                "champion": c.champion if c else None,
-                "delta": c.delta if c else None,
-                "interval": list(c.interval) if c else None,
-                "threshold": rule.describe(),
-                "spec": json.loads(rule.to_json()),
-                "verdict": str(verdict.verdict),
-                "reason": verdict.reason,
-            }
+    rows = [_metric_row(rule, points, comparisons) for rule in thresholds]
+    return GateRecord(
+        verdict=overall([row.verdict for row in rows]),
+        thresholds_source=source,
+        resamples=resamples if champion else 0,
+        candidate=_candidate_summary(candidate, len(table)),
+        champion=_champion_summary(client, champion) if champion else None,
+        metrics=rows,
+    )
+
+
+def _metric_row(
+    rule: Threshold, points: dict[str, float], comparisons: dict[str, Comparison] | None
+) -> MetricRow:
+    name = rule.metric.removeprefix("test_")
+    if name not in points:
+        raise GateError(
+            f"threshold gate.{rule.metric}: the gate knows no metric {name!r}; "
+            f"use one of {', '.join('test_' + m for m in points)}"
         )
-    return {
-        "verdict": str(overall([Verdict(row["verdict"]) for row in rows])),
-        "thresholds_source": source,
-        "resamples": resamples if champion else 0,
-        "candidate": _candidate_summary(candidate, len(table)),
-        "champion": _champion_summary(client, champion) if champion else None,
-        "metrics": rows,
-    }
+    c = comparisons[name] if comparisons else None
+    verdict = judge(rule, points[name], c.champion if c else None, c.interval if c else None)
+    return MetricRow(
+        metric=rule.metric,
+        candidate=points[name],
+        champion=c.champion if c else None,
+        delta=c.delta if c else None,
+        interval=c.interval if c else None,
+        threshold=rule.describe(),
+        spec=json.loads(rule.to_json()),
+        verdict=verdict.verdict,
+        reason=verdict.reason,
+    )
 
 
-def _candidate_summary(candidate: Candidate, n_test: int) -> dict[str, Any]:
+def _candidate_summary(candidate: Candidate, n_test: int) -> CandidateSummary:
     tags, params = candidate.tags, candidate.params
-    return {
-        "run_id": candidate.run_id,
-        "experiment_id": candidate.experiment_id,
-        "model_uri": candidate.model_uri,
-        "run_url": candidate.run_url,
-        "git_sha": tags.get("ci.git_sha", ""),
-        "branch": tags.get("ci.branch", ""),
-        "pr_number": tags.get("ci.pr_number", ""),
-        "workflow_run_url": tags.get("ci.run_url", ""),
-        "model": params.get("model", ""),
-        "dataset_version": params.get("dataset_version", ""),
-        "dataset_digest": tags.get("ci.dataset_digest", ""),
-        "test_digest": tags.get("ci.test_digest", ""),
-        "n_train": params.get("n_battles", ""),
-        "n_test": n_test,
-        "params": params,
-    }
+    return CandidateSummary(
+        run_id=candidate.run_id,
+        experiment_id=candidate.experiment_id,
+        model_uri=candidate.model_uri,
+        run_url=candidate.run_url,
+        git_sha=tags.get(TAG_GIT_SHA, ""),
+        branch=tags.get(TAG_BRANCH, ""),
+        pr_number=tags.get(TAG_PR_NUMBER, ""),
+        workflow_run_url=tags.get(TAG_RUN_URL, ""),
+        model=params.get("model", ""),
+        dataset_version=params.get("dataset_version", ""),
+        dataset_digest=tags.get(TAG_DATASET_DIGEST, ""),
+        test_digest=tags.get(TAG_TEST_DIGEST, ""),
+        n_train=params.get("n_battles", ""),
+        n_test=n_test,
+        params=params,
+    )
 
 
-def _champion_summary(client: MlflowClient, version) -> dict[str, Any]:
+def _champion_summary(client: MlflowClient, version) -> ChampionSummary:
     run = client.get_run(version.run_id) if version.run_id else None
-    return {
-        "version": version.version,
-        "run_id": version.run_id,
-        "git_sha": (run.data.tags.get("ci.git_sha", "") if run else ""),
-        "params": dict(run.data.params) if run else {},
-    }
+    return ChampionSummary(
+        version=str(version.version),
+        run_id=version.run_id or "",
+        git_sha=(run.data.tags.get(TAG_GIT_SHA, "") if run else ""),
+        params=dict(run.data.params) if run else {},
+    )
 
 
-def record_verdict(client: MlflowClient, run_id: str, result: dict[str, Any]) -> None:
-    """Log the verdict on the candidate run: tags for verdicts, metrics for champion and deltas."""
+def record_verdict(client: MlflowClient, run_id: str, result: GateRecord) -> None:
+    """Log the verdict on the candidate run: tags for verdicts, metrics for champion and deltas.
+
+    Called before gate.json is written: a verdict MLflow did not record is never acted on.
+    """
     from mlflow.entities import Metric, RunTag
 
-    tags = [RunTag("gate.verdict", result["verdict"])]
-    tags += [RunTag(f"gate.{row['metric']}", row["verdict"]) for row in result["metrics"]]
-    if result["champion"]:
-        tags.append(RunTag("gate.champion_version", str(result["champion"]["version"])))
+    tags = [RunTag("gate.verdict", str(result.verdict))]
+    tags += [RunTag(f"gate.{row.metric}", str(row.verdict)) for row in result.metrics]
+    if result.champion:
+        tags.append(RunTag("gate.champion_version", result.champion.version))
     metrics = []
-    for row in result["metrics"]:
-        if row["champion"] is not None:
-            metrics.append(Metric(f"champion_{row['metric']}", row["champion"], 0, 0))
-            metrics.append(Metric(f"delta_{row['metric']}", row["delta"], 0, 0))
+    for row in result.metrics:
+        if row.champion is not None and row.delta is not None:
+            metrics.append(Metric(f"champion_{row.metric}", row.champion, 0, 0))
+            metrics.append(Metric(f"delta_{row.metric}", row.delta, 0, 0))
     client.log_batch(run_id, metrics=metrics, tags=tags)
 
 
-def annotations(result: dict[str, Any]) -> list[str]:
+def annotations(result: GateRecord) -> list[str]:
     """GitHub workflow commands: an error per failed metric, a notice with the verdict."""
     lines = [
-        f"::error title=Gate: {row['metric']}::{row['reason']}"
-        for row in result["metrics"]
-        if row["verdict"] == Verdict.FAIL
+        f"::error title=Gate: {row.metric}::{row.reason}"
+        for row in result.metrics
+        if row.verdict == Verdict.FAIL
     ]
     versus = (
-        f"champion v{result['champion']['version']}"
-        if result["champion"]
+        f"champion v{result.champion.version}"
+        if result.champion
         else "no champion yet (thresholds only)"
     )
-    lines.append(f"::notice title=Gate {result['verdict']}::against {versus}")
+    lines.append(f"::notice title=Gate {result.verdict}::against {versus}")
     return lines

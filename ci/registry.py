@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.thresholds import SEED_FILE, Threshold, from_seed_file, from_tags
+from ci.runs import quoted
+from ci.thresholds import SEED_FILE, TAG_PREFIX, Threshold, from_seed_file, from_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,7 +26,12 @@ def ensure_registered_model(client: MlflowClient, name: str) -> dict[str, str]:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-    client.create_registered_model(name, description="Pokémon battle outcome classifier")
+    try:
+        client.create_registered_model(name, description="Pokémon battle outcome classifier")
+    except MlflowException as exc:  # created by a concurrent job meanwhile
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return dict(client.get_registered_model(name).tags)
     return {}
 
 
@@ -41,10 +47,17 @@ def load_thresholds(
     return thresholds, f"{seed_file.name} (seeded into {name}: no gate tags were set)"
 
 
-def write_thresholds(client: MlflowClient, name: str, thresholds: list[Threshold]) -> None:
-    ensure_registered_model(client, name)
+def write_thresholds(
+    client: MlflowClient, name: str, thresholds: list[Threshold], replace_all: bool = False
+) -> None:
+    """Set these thresholds' tags; with ``replace_all``, delete every other ``gate.*`` tag."""
+    tags = ensure_registered_model(client, name)
     for rule in thresholds:
         client.set_registered_model_tag(name, rule.tag, rule.to_json())
+    if replace_all:
+        keep = {rule.tag for rule in thresholds}
+        for stale in sorted(tag for tag in tags if tag.startswith(TAG_PREFIX) and tag not in keep):
+            client.delete_registered_model_tag(name, stale)
 
 
 def register_version(
@@ -64,3 +77,11 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def version_of_run(client: MlflowClient, name: str, run_id: str) -> ModelVersion | None:
+    """The version already registered from ``run_id`` (a re-run promotion reuses it)."""
+    versions = client.search_model_versions(
+        f"name = {quoted(name)} and run_id = {quoted(run_id)}", max_results=10
+    )
+    return min(versions, key=lambda v: int(v.version)) if versions else None

@@ -8,14 +8,16 @@ limit: history is trimmed first, then the details, and the report says what was 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
+from ci.gate_record import GateRecord
 from ci.runs import tag_filter
 from ci.verdict import Verdict
-from machine_learning.evaluate import MAIN_METRIC
+from machine_learning.metric_names import MAIN_METRIC
+from machine_learning.provenance import TAG_BRANCH, TAG_GIT_SHA, TAG_PR_NUMBER
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,17 +28,17 @@ ICONS = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.NOISE: "〰
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "mlflow", "::1"}
 
 
-def branch_history(client: MlflowClient, gate: dict[str, Any], limit: int = 20) -> list[dict]:
+def branch_history(client: MlflowClient, gate: GateRecord, limit: int = 20) -> list[dict]:
     """This PR's (or branch's) runs, newest first, one row per run, from one bounded query."""
-    candidate = gate["candidate"]
-    if candidate.get("pr_number"):
-        key, value = "ci.pr_number", str(candidate["pr_number"])
-    elif candidate.get("branch"):
-        key, value = "ci.branch", candidate["branch"]
+    candidate = gate.candidate
+    if candidate.pr_number:
+        key, value = TAG_PR_NUMBER, candidate.pr_number
+    elif candidate.branch:
+        key, value = TAG_BRANCH, candidate.branch
     else:
         return []
     runs = client.search_runs(
-        [candidate["experiment_id"]],
+        [candidate.experiment_id],
         filter_string=f"{tag_filter(key, value)} and params.model != ''",
         order_by=["attributes.start_time DESC"],
         max_results=limit,
@@ -44,7 +46,7 @@ def branch_history(client: MlflowClient, gate: dict[str, Any], limit: int = 20) 
     return [
         {
             "run_id": run.info.run_id,
-            "sha": run.data.tags.get("ci.git_sha", "")[:7],
+            "sha": run.data.tags.get(TAG_GIT_SHA, "")[:7],
             "time": datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime(
                 "%Y-%m-%d %H:%M"
             ),
@@ -55,7 +57,7 @@ def branch_history(client: MlflowClient, gate: dict[str, Any], limit: int = 20) 
     ]
 
 
-def render(gate: dict[str, Any], history: list[dict], limit: int = COMMENT_LIMIT) -> str:
+def render(gate: GateRecord, history: list[dict], limit: int = COMMENT_LIMIT) -> str:
     """The whole report, within ``limit`` characters: history is cut first, then the details."""
     for details in (True, False):
         text = _longest_fitting(gate, history, details, limit)
@@ -64,7 +66,9 @@ def render(gate: dict[str, Any], history: list[dict], limit: int = COMMENT_LIMIT
     raise ValueError(f"even the shortest report exceeds {limit} characters")
 
 
-def _longest_fitting(gate: dict, history: list[dict], details: bool, limit: int) -> str | None:
+def _longest_fitting(
+    gate: GateRecord, history: list[dict], details: bool, limit: int
+) -> str | None:
     """The report with the most history rows that fits (binary search), or None."""
     best, low, high = None, 0, len(history)
     while low <= high:
@@ -77,7 +81,7 @@ def _longest_fitting(gate: dict, history: list[dict], details: bool, limit: int)
     return best
 
 
-def _assemble(gate: dict, history: list[dict], details: bool, dropped_rows: int) -> str:
+def _assemble(gate: GateRecord, history: list[dict], details: bool, dropped_rows: int) -> str:
     parts = [headline(gate), metrics_table(gate)]
     if history:
         parts.append(history_section(gate, history))
@@ -97,67 +101,60 @@ def _assemble(gate: dict, history: list[dict], details: bool, dropped_rows: int)
     return "\n\n".join(parts) + "\n"
 
 
-def headline(gate: dict) -> str:
-    candidate, champion = gate["candidate"], gate["champion"]
-    passed = gate["verdict"] == Verdict.PASS
+def headline(gate: GateRecord) -> str:
+    candidate, champion = gate.candidate, gate.champion
     against = (
-        f"against champion v{champion['version']} (re-scored on this run's "
-        f"{candidate['n_test']:,} test battles)"
+        f"against champion v{champion.version} (re-scored on this run's "
+        f"{candidate.n_test:,} test battles)"
         if champion
         else "— no champion yet: judged against the thresholds only"
     )
-    sha = f"`{candidate['git_sha'][:7]}`" if candidate["git_sha"] else "local run"
+    sha = f"`{candidate.git_sha[:7]}`" if candidate.git_sha else "local run"
     return (
-        f"### {'✅ Gate passed' if passed else '❌ Gate failed'}: {sha} · "
-        f"{candidate['model']} · dataset {candidate['dataset_version']} {against}"
+        f"### {'✅ Gate passed' if gate.passed else '❌ Gate failed'}: {sha} · "
+        f"{candidate.model} · dataset {candidate.dataset_version} {against}"
     )
 
 
-def metrics_table(gate: dict) -> str:
-    champion = gate["champion"]
+def metrics_table(gate: GateRecord) -> str:
+    champion = gate.champion
     header = [
         "metric",
         "this run",
-        f"champion v{champion['version']}" if champion else "champion",
+        f"champion v{champion.version}" if champion else "champion",
         "Δ",
         "95% interval",
         "threshold",
         "verdict",
     ]
     rows = []
-    for row in gate["metrics"]:
-        interval = row["interval"]
+    for row in gate.metrics:
+        interval = row.interval
         rows.append(
             [
-                row["metric"],
-                f"{row['candidate']:.4f}",
-                _number(row["champion"]),
-                _number(row["delta"], signed=True),
+                row.metric,
+                f"{row.candidate:.4f}",
+                _number(row.champion),
+                _number(row.delta, signed=True),
                 f"[{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "—",
-                row["threshold"],
-                ICONS[Verdict(row["verdict"])],
+                row.threshold,
+                ICONS[row.verdict],
             ]
         )
     table = tabulate(rows, header, tablefmt="github", disable_numparse=True)
     failing = [
-        f"- `{row['metric']}`: {row['reason']}"
-        for row in gate["metrics"]
-        if row["verdict"] == Verdict.FAIL
+        f"- `{row.metric}`: {row.reason}" for row in gate.metrics if row.verdict == Verdict.FAIL
     ]
     return "\n".join([table, *(["", *failing] if failing else [])])
 
 
-def history_section(gate: dict, history: list[dict]) -> str:
-    candidate = gate["candidate"]
-    scope = (
-        f"PR #{candidate['pr_number']}"
-        if candidate.get("pr_number")
-        else f"branch `{candidate['branch']}`"
-    )
+def history_section(gate: GateRecord, history: list[dict]) -> str:
+    candidate = gate.candidate
+    scope = f"PR #{candidate.pr_number}" if candidate.pr_number else f"branch `{candidate.branch}`"
     rows = [
         [
             f"`{run['sha'] or run['run_id'][:7]}`"
-            + (" (this run)" if run["run_id"] == candidate["run_id"] else ""),
+            + (" (this run)" if run["run_id"] == candidate.run_id else ""),
             run["time"],
             *(_number(run[name]) for name in HISTORY_METRICS),
             run["verdict"] or "—",
@@ -195,17 +192,17 @@ def trend_chart(history: list[dict]) -> str:
     )
 
 
-def details_section(gate: dict) -> str:
-    candidate, champion = gate["candidate"], gate["champion"]
+def details_section(gate: GateRecord) -> str:
+    candidate, champion = gate.candidate, gate.champion
     blocks = []
     if champion:
-        ours, theirs = candidate["params"], champion["params"]
+        ours, theirs = candidate.params, champion.params
         changed = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
         rows = [[f"`{key}`", ours.get(key, "—"), theirs.get(key, "—")] for key in changed]
         table = (
             tabulate(
                 rows,
-                ["param", "this run", f"champion v{champion['version']}"],
+                ["param", "this run", f"champion v{champion.version}"],
                 tablefmt="github",
                 disable_numparse=True,
             )
@@ -217,13 +214,13 @@ def details_section(gate: dict) -> str:
         )
     dataset = tabulate(
         [
-            ["dataset version", candidate["dataset_version"]],
-            ["training battles", candidate["n_train"]],
-            ["test battles", f"{candidate['n_test']:,}"],
-            ["dataset digest", f"`{candidate['dataset_digest']}`"],
-            ["test set digest", f"`{candidate['test_digest']}`"],
-            ["thresholds from", gate["thresholds_source"]],
-            ["bootstrap resamples", str(gate["resamples"]) if gate["resamples"] else "—"],
+            ["dataset version", candidate.dataset_version],
+            ["training battles", candidate.n_train],
+            ["test battles", f"{candidate.n_test:,}"],
+            ["dataset digest", f"`{candidate.dataset_digest}`"],
+            ["test set digest", f"`{candidate.test_digest}`"],
+            ["thresholds from", gate.thresholds_source],
+            ["bootstrap resamples", str(gate.resamples) if gate.resamples else "—"],
         ],
         ["", ""],
         tablefmt="github",
@@ -231,11 +228,11 @@ def details_section(gate: dict) -> str:
     )
     blocks.append(_collapsible("Dataset and method", dataset))
     links = []
-    if candidate.get("run_url") and urlsplit(candidate["run_url"]).hostname not in LOCAL_HOSTS:
-        links.append(f"- [MLflow run]({candidate['run_url']})")
-    if candidate.get("workflow_run_url"):
-        links.append(f"- [Workflow run]({candidate['workflow_run_url']})")
-    links.append(f"- MLflow run id `{candidate['run_id']}`")
+    if candidate.run_url and urlsplit(candidate.run_url).hostname not in LOCAL_HOSTS:
+        links.append(f"- [MLflow run]({candidate.run_url})")
+    if candidate.workflow_run_url:
+        links.append(f"- [Workflow run]({candidate.workflow_run_url})")
+    links.append(f"- MLflow run id `{candidate.run_id}`")
     blocks.append(_collapsible("Links", "\n".join(links)))
     return "\n\n".join(blocks)
 

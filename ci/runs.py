@@ -1,9 +1,13 @@
-"""Searching MLflow runs by the ``ci.*`` tags the training job sets."""
+"""Searching MLflow runs and model versions: filter strings with values quoted safely."""
 
 from __future__ import annotations
 
 
+def quoted(value: str) -> str:
+    """``value`` as a single-quoted MLflow search string, its quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def tag_filter(key: str, value: str) -> str:
-    """An MLflow search clause ``tags.`key` = 'value'`` with the value's quotes escaped."""
-    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"tags.`{key}` = '{quoted}'"
+    """An MLflow search clause ``tags.`key` = 'value'``."""
+    return f"tags.`{key}` = {quoted(value)}"

@@ -26,6 +26,7 @@ from machine_learning.tracking import server_is_healthy
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 AUTH_COMPOSE_FILE = REPO_ROOT / "docker-compose.auth.yml"
+COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Flags whose value depends on the machine; everything else comes from the compose file.
 MACHINE_FLAGS = ("--host", "--port", "--artifacts-destination", "--backend-store-uri")
@@ -355,19 +356,17 @@ class ComposeCLI:
     files: tuple[Path, ...]
     project: str
 
+    def command(self, args: Sequence[str]) -> list[str]:
+        """The argv of ``docker compose`` with this project's files and name."""
+        files = [arg for f in self.files for arg in ("-f", str(f))]
+        return ["docker", "compose", *files, "-p", self.project, *args]
+
     def execute(
         self, subcommand: str, env: Mapping[str, str], success_codes: tuple[int, ...] = (0,)
     ) -> bytes:
         import shlex
 
-        command = [
-            "docker",
-            "compose",
-            *[arg for f in self.files for arg in ("-f", str(f))],
-            "-p",
-            self.project,
-            *shlex.split(subcommand),
-        ]
+        command = self.command(shlex.split(subcommand))
         try:
             done = subprocess.run(
                 command,
@@ -392,3 +391,16 @@ def choose_backend(env: Mapping[str, str]) -> str:
     if forced in ("native", "docker"):
         return forced
     return "docker" if docker_engine_available() else "native"
+
+
+def write_env_file(path: Path) -> None:
+    """Give the compose stack a fresh PostgreSQL password in ``.env`` (kept when present).
+
+    The mask is flushed before anything else can print: Actions masks a value only from the
+    moment it reads ``::add-mask::``, and stderr is not buffered like stdout is.
+    """
+    if path.exists():
+        return
+    password = secrets.token_urlsafe(24)
+    print(f"::add-mask::{password}", flush=True)
+    path.write_text(f"POSTGRES_PASSWORD={password}\n", encoding="utf-8")

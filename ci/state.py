@@ -1,138 +1,71 @@
 """MLflow state between ephemeral workflow runs: snapshot and restore of the stack's stores.
 
 A snapshot is a folder (the Actions cache saves and restores it): ``mlflow.dump`` (pg_dump of
-the MLflow database, custom format), ``artifacts/`` (the artifact store, pruned to what is still
-referenced) and ``manifest.json``. What is kept: the runs and models behind the ``champion`` and
-``previous-champion`` aliases and the last runs of the current branch; other runs are deleted
-(soft: their metrics stay in the database) and their files are left out.
+the MLflow database, custom format), ``artifacts/`` (the artifact store, only what the kept runs
+and models reference) and ``manifest.json`` (ci.state.Manifest). What is kept: the runs and
+models behind the ``champion`` and ``previous-champion`` aliases and the branch's last runs;
+other runs are marked deleted *in the snapshot* (their metrics stay) and their files left out.
 
-The stores are reached the same way for both stacks: a PostgreSQL URL with the host's pg_dump
-(native stack) or ``compose`` (pg_dump inside the postgres container, ``docker compose cp`` for
-the artifact volume).
+Nothing is changed before it is safe (DESIGN §8):
+- save never touches the live server: it dumps, restores the dump into a scratch database,
+  checks that it is the tracking server's store, prunes there, dumps the result into a folder
+  beside the old snapshot, and only then swaps the folders;
+- restore checks the snapshot (regular files only, no symlinks, a valid manifest), migrates it
+  in a scratch database with ``mlflow db upgrade`` (a snapshot from an older MLflow just works),
+  copies the artifacts, and finally loads the database in one transaction.
+
+The stores are reached the same way for both stacks: a PostgreSQL URL with the host's client
+tools (native stack) or ``compose`` (the tools inside the postgres container, ``docker compose
+cp --archive`` for the artifact volume, through the project's own compose runner).
 """
 
 from __future__ import annotations
 
-import json
+import os
+import secrets
 import shutil
-import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci.registry import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
 from ci.runs import tag_filter
+from ci.state_stores import StateError, Stores
+from machine_learning.failures import EXIT_BAD_INPUT
+from machine_learning.provenance import TAG_BRANCH
+from machine_learning.records import JsonRecord, RecordError
+from machine_learning.run_record import is_run_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DUMP, ARTIFACTS, MANIFEST = "mlflow.dump", "artifacts", "manifest.json"
-COMPOSE = "compose"
-COMPOSE_ARTIFACTS = "mlflow:/mlartifacts"
 KEEP_BRANCH_RUNS = 10
 
 
-class StateError(RuntimeError):
-    """A snapshot could not be saved or restored; the message names the step."""
-
-
 @dataclass(frozen=True)
-class Stores:
-    """Where the stack keeps its database and artifacts: a URL and a folder, or ``compose``."""
+class Manifest(JsonRecord):
+    """What a snapshot holds; read back (validated) before anything is restored."""
 
-    database: str
-    artifacts: str
+    saved_at: str
+    branch: str
+    mlflow_version: str
+    kept_runs: list[str]
+    deleted_runs: int
+    artifact_files: int
 
-    def dump(self, path: Path) -> None:
-        if self.database == COMPOSE:
-            command = [
-                "docker",
-                "compose",
-                "exec",
-                "-T",
-                "postgres",
-                "pg_dump",
-                "-U",
-                "mlflow",
-                "--format=custom",
-                "--no-owner",
-                "--no-privileges",
-                "mlflow",
-            ]
-            with path.open("wb") as out:
-                _run(command, "pg_dump", stdout=out)
-        else:
-            _run(
-                [
-                    "pg_dump",
-                    "--format=custom",
-                    "--no-owner",
-                    "--no-privileges",
-                    f"--file={path}",
-                    self.database,
-                ],
-                "pg_dump",
-            )
-
-    def load(self, path: Path) -> None:
-        flags = ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction"]
-        if self.database == COMPOSE:
-            with path.open("rb") as dump:
-                _run(
-                    [
-                        "docker",
-                        "compose",
-                        "exec",
-                        "-T",
-                        "postgres",
-                        "pg_restore",
-                        "-U",
-                        "mlflow",
-                        "-d",
-                        "mlflow",
-                        *flags,
-                    ],
-                    "pg_restore",
-                    stdin=dump,
-                )
-        else:
-            _run(["pg_restore", *flags, f"--dbname={self.database}", str(path)], "pg_restore")
-
-    def export_artifacts(self, target: Path, keep: set[str]) -> int:
-        """Copy the kept subtrees (paths relative to the store root); returns the file count."""
-        with tempfile.TemporaryDirectory() as scratch:
-            root = self._local_copy(Path(scratch))
-            copied = 0
-            for relative in sorted(keep):
-                source = root / relative
-                if source.is_dir():
-                    shutil.copytree(source, target / relative, dirs_exist_ok=True)
-                    copied += sum(1 for p in source.rglob("*") if p.is_file())
-            return copied
-
-    def import_artifacts(self, source: Path) -> None:
-        if self.artifacts.startswith(f"{COMPOSE}:"):
-            service_path = self.artifacts.split(":", 1)[1]
-            _run(["docker", "compose", "cp", f"{source}/.", service_path], "docker compose cp")
-        else:
-            shutil.copytree(source, self.artifacts, dirs_exist_ok=True)
-
-    def _local_copy(self, scratch: Path) -> Path:
-        if not self.artifacts.startswith(f"{COMPOSE}:"):
-            return Path(self.artifacts)
-        service_path = self.artifacts.split(":", 1)[1]
-        _run(["docker", "compose", "cp", f"{service_path}/.", str(scratch)], "docker compose cp")
-        return scratch
+    def __post_init__(self) -> None:
+        bad = [run for run in self.kept_runs if not is_run_id(run)]
+        if bad:
+            raise ValueError(f"kept_runs holds {bad[0][:40]!r}, not an MLflow run id")
 
 
 def keep_set(
-    client: MlflowClient,
-    experiments: list[str],
-    model_name: str,
-    branch: str,
-    keep_runs: int = KEEP_BRANCH_RUNS,
+    client: MlflowClient, experiments: list[str], model_name: str, branch: str
 ) -> tuple[set[str], set[str]]:
     """(run ids, artifact subtrees) still referenced: champions and the branch's last runs."""
     run_ids: set[str] = set()
@@ -143,9 +76,9 @@ def keep_set(
     if branch and experiments:
         recent = client.search_runs(
             experiments,
-            tag_filter("ci.branch", branch),
+            tag_filter(TAG_BRANCH, branch),
             order_by=["attributes.start_time DESC"],
-            max_results=keep_runs,
+            max_results=KEEP_BRANCH_RUNS,
         )
         run_ids |= {run.info.run_id for run in recent}
     subtrees = set()
@@ -157,56 +90,121 @@ def keep_set(
     return run_ids, {s.removesuffix("/artifacts") for s in subtrees if s}
 
 
-def prune(client: MlflowClient, experiments: list[str], keep: set[str]) -> int:
-    """Soft-delete every active run that is not kept; returns how many.
+def save(client: MlflowClient, stores: Stores, target: Path, model_name: str, branch: str) -> str:
+    """Write a new snapshot beside ``target``, verify it, then swap it in; returns a summary."""
+    from mlflow.entities import ViewType
 
-    All pages are read before anything is deleted: search pages are offsets into the active
-    runs, so deleting while paging would skip runs.
-    """
-    doomed, page_token = [], None
-    while experiments:
-        page = client.search_runs(experiments, max_results=1000, page_token=page_token)
-        doomed += [run.info.run_id for run in page if run.info.run_id not in keep]
-        page_token = page.token
-        if not page_token:
-            break
-    for run_id in doomed:
-        client.delete_run(run_id)
-    return len(doomed)
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    keep, subtrees = keep_set(client, [e.experiment_id for e in experiments], model_name, branch)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        stores.dump(scratch / "live.dump")
+        with stores.scratch_database() as copy:
+            copy.load(scratch / "live.dump")
+            _check_same_store(copy, {e.experiment_id: e.name for e in experiments}, keep)
+            deleted = copy.prune(keep, int(time.time() * 1000))
+            copy.dump(scratch / DUMP)
+        (scratch / "live.dump").unlink()
+        files = stores.export_artifacts(scratch / ARTIFACTS, subtrees)
+        manifest = Manifest(
+            saved_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            branch=branch,
+            mlflow_version=metadata.version("mlflow"),
+            kept_runs=sorted(keep),
+            deleted_runs=deleted,
+            artifact_files=files,
+        )
+        manifest.write(scratch / MANIFEST)
+        _check_snapshot(scratch)
+        _swap(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return (
+        f"saved {len(keep)} runs ({files} artifact files) to {target}; "
+        f"{deleted} older runs left out of the snapshot (the live server is unchanged)"
+    )
 
 
-def save(client: MlflowClient, stores: Stores, target: Path, model_name: str, branch: str) -> dict:
-    """Prune, dump the database and copy the kept artifacts into ``target``."""
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs, subtrees = keep_set(client, experiments, model_name, branch)
-    deleted = prune(client, experiments, runs)
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    stores.dump(target / DUMP)
-    files = stores.export_artifacts(target / ARTIFACTS, subtrees)
-    manifest = {
-        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "branch": branch,
-        "kept_runs": sorted(runs),
-        "deleted_runs": deleted,
-        "artifact_files": files,
-    }
-    (target / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+def restore(stores: Stores, source: Path) -> str:
+    """Load a snapshot into the (freshly started) stack; says so when there is none."""
+    if not source.exists() or not any(source.iterdir()):
+        return (
+            f"no snapshot in {source}: starting from an empty MLflow (thresholds are seeded "
+            "from ci/thresholds.toml, there is no champion yet)"
+        )
+    manifest = _check_snapshot(source)
+    installed = metadata.version("mlflow")
+    if _version_key(manifest.mlflow_version) > _version_key(installed):
+        raise StateError(
+            f"the snapshot was saved by MLflow {manifest.mlflow_version}, newer than the "
+            f"installed {installed}: it cannot be migrated down; start without it",
+            EXIT_BAD_INPUT,
+        )
+    work = Path(tempfile.mkdtemp(prefix="mlflow-restore-"))
+    try:
+        with stores.scratch_database() as copy:
+            copy.load(source / DUMP)
+            copy.upgrade()
+            copy.dump(work / DUMP)
+        if (source / ARTIFACTS).is_dir():
+            stores.import_artifacts(source / ARTIFACTS)
+        stores.load(work / DUMP)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return (
+        f"restored the snapshot of {manifest.branch or 'unknown branch'} saved at "
+        f"{manifest.saved_at} (MLflow {manifest.mlflow_version}, migrated to {installed})"
+    )
+
+
+def _check_same_store(copy: Stores, experiments: dict[str, str], keep: set[str]) -> None:
+    """Refuse a dump that is not the tracking server's database: pruning it by the server's
+    runs would delete the wrong ones."""
+    dumped = copy.experiments()
+    if dumped != experiments or copy.count_runs(keep) != len(keep):
+        raise StateError(
+            f"the database {copy.describe()} does not hold the tracking server's experiments "
+            "and runs: point --database at the tracking server's own database",
+            EXIT_BAD_INPUT,
+        )
+
+
+def _check_snapshot(folder: Path) -> Manifest:
+    """A snapshot we may load: its manifest, a dump, and only regular files and folders."""
+    for path in (folder, folder / DUMP):
+        if path.is_symlink():
+            raise StateError(f"refusing the snapshot: {path} is a symlink", EXIT_BAD_INPUT)
+    if not (folder / DUMP).is_file():
+        raise StateError(f"refusing the snapshot: {folder / DUMP} is missing", EXIT_BAD_INPUT)
+    try:
+        manifest = Manifest.read(folder / MANIFEST)
+    except RecordError as error:
+        raise StateError(f"refusing the snapshot: {error}", EXIT_BAD_INPUT) from None
+    for root, folders, files in os.walk(folder / ARTIFACTS):
+        for name in folders + files:
+            path = Path(root) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                raise StateError(
+                    f"refusing the snapshot: {path} is a symlink or a special file",
+                    EXIT_BAD_INPUT,
+                )
     return manifest
 
 
-def restore(stores: Stores, source: Path) -> dict | None:
-    """Load a snapshot into the (freshly started) stack; None when there is none."""
-    if not (source / DUMP).is_file():
-        return None
-    stores.load(source / DUMP)
-    if (source / ARTIFACTS).is_dir():
-        stores.import_artifacts(source / ARTIFACTS)
-    try:
-        return json.loads((source / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+def _swap(new: Path, target: Path) -> None:
+    """Put ``new`` where ``target`` is; the old snapshot is removed only once ``new`` is in."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
 
 def _relative(uri: str) -> str:
@@ -214,11 +212,9 @@ def _relative(uri: str) -> str:
     return uri.split(":", 1)[1].lstrip("/") if uri.startswith("mlflow-artifacts:") else ""
 
 
-def _run(command: list[str], step: str, **streams) -> None:
-    try:
-        done = subprocess.run(command, stderr=subprocess.PIPE, check=False, **streams)
-    except OSError as error:
-        raise StateError(f"{step}: cannot run {command[0]}: {error.strerror}") from None
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise StateError(f"{step} failed (exit {done.returncode}): {message[0]}")
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)

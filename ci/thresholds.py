@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from machine_learning.metric_names import GATE_METRICS, greater_is_better
+
 TAG_PREFIX = "gate."
 SEED_FILE = Path(__file__).resolve().parent / "thresholds.toml"
 KEYS = {"threshold", "greater_is_better", "tolerance_absolute", "tolerance_relative"}
@@ -56,7 +58,16 @@ class Threshold:
 
 
 def parse_spec(metric: str, spec: Any, origin: str) -> Threshold:
-    """Validate one spec (from a tag or the seed file); ``origin`` names it in errors."""
+    """Validate one spec (from a tag, the seed file or the CLI); ``origin`` names it in errors.
+
+    The metric must be one the training job logs and the gate computes; its direction defaults
+    to the metric's own (``test_log_loss`` improves downwards).
+    """
+    if metric not in GATE_METRICS:
+        raise ThresholdError(
+            f"{origin}: {metric[:60]!r} is not a metric the gate computes; "
+            f"use one of {', '.join(GATE_METRICS)}"
+        )
     if not isinstance(spec, dict):
         raise ThresholdError(f"{origin}: expected a table/object of {sorted(KEYS)}, got {spec!r}")
     unknown = set(spec) - KEYS
@@ -65,7 +76,8 @@ def parse_spec(metric: str, spec: Any, origin: str) -> Threshold:
     threshold = spec.get("threshold")
     if threshold is not None and not _is_number(threshold):
         raise ThresholdError(f"{origin}: threshold must be a number or null, got {threshold!r}")
-    if not isinstance(spec.get("greater_is_better", True), bool):
+    direction = spec.get("greater_is_better", greater_is_better(metric))
+    if not isinstance(direction, bool):
         raise ThresholdError(f"{origin}: greater_is_better must be true or false")
     for key in ("tolerance_absolute", "tolerance_relative"):
         value = spec.get(key, 0.0)
@@ -74,10 +86,16 @@ def parse_spec(metric: str, spec: Any, origin: str) -> Threshold:
     return Threshold(
         metric=metric,
         threshold=None if threshold is None else float(threshold),
-        greater_is_better=spec.get("greater_is_better", True),
+        greater_is_better=direction,
         tolerance_absolute=float(spec.get("tolerance_absolute", 0.0)),
         tolerance_relative=float(spec.get("tolerance_relative", 0.0)),
     )
+
+
+def updated(rule: Threshold | None, metric: str, changes: dict[str, Any]) -> Threshold:
+    """``rule`` with only the fields in ``changes`` replaced (a new rule when there is none)."""
+    spec = json.loads(rule.to_json()) if rule else {}
+    return parse_spec(metric, spec | changes, f"gate.{metric}")
 
 
 def from_tags(tags: dict[str, str]) -> list[Threshold]:
@@ -95,11 +113,20 @@ def from_tags(tags: dict[str, str]) -> list[Threshold]:
 
 
 def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
+    """Every threshold of a TOML file, all validated before any is used; none is an error."""
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ThresholdError(f"{path}: not UTF-8 text") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ThresholdError(f"{path}: {exc}") from None
-    return [parse_spec(metric, spec, f"{path.name} [{metric}]") for metric, spec in table.items()]
+        raise ThresholdError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    rules = [parse_spec(metric, spec, f"{path.name} [{metric}]") for metric, spec in table.items()]
+    if not rules:
+        raise ThresholdError(
+            f"{path} defines no thresholds: a gate without any would pass everything; "
+            f"add a table such as [{GATE_METRICS[3]}]"
+        )
+    return rules
 
 
 def _is_number(value: Any) -> bool:

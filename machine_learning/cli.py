@@ -10,16 +10,29 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
+from machine_learning.arguments import DefaultsOnce, OneLineErrorParser, int_in, positive_int
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
+from machine_learning.failures import (
+    EXIT_CODES,
+    EXIT_UNREACHABLE,
+    Failure,
+    bound_http_time,
+    run_command,
+)
 from machine_learning.models import ModelName
 from machine_learning.simulator import Scenario
 
-EXIT_BAD_INPUT = 2
-EXIT_TRACKING_FAILED = 3
+MIN_TEST_BATTLES = 200
+# Peak memory per training battle (raw rows, features, the model's copies): the slope of peak
+# RSS measured with /usr/bin/time, 412 MiB at 100k battles and 564 MiB at 400k (~520 bytes a
+# battle), doubled for tuning and the forest models.
+BYTES_PER_BATTLE = 1_000
 
-EPILOG = """\
+EPILOG = f"""\
 tracking URI, first hit wins: --tracking-uri, $MLFLOW_TRACKING_URI, http://mlflow:5000 (compose),
 http://localhost:5000, then the embedded store sqlite:///mlflow.db (artifacts in ./mlruns).
 With CI=true an unreachable configured server is an error instead of a fallback.
@@ -27,53 +40,65 @@ With CI=true an unreachable configured server is an error instead of a fallback.
 outputs (in --output-dir, written before MLflow is contacted): metrics.json, run.json, model/
 (MLflow format), plots/.
 
-exit codes: 0 ok, 2 bad input, 3 tracking failed (local outputs kept).
+{EXIT_CODES}
 """
+SEED = int_in(0, 2**32 - 1, "the range numpy and scikit-learn accept")
+N_TEST = int_in(MIN_TEST_BATTLES, 10_000_000, "every metric and plot needs both outcomes")
+N_TRIALS = int_in(1, 1_000, "each trial is a 3-fold fit")
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse that reports bad input as one line instead of usage plus error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+def n_battles(text: str) -> int:
+    """Training battles: at least enough for 3-fold tuning, at most what memory can hold."""
+    value = positive_int(text)
+    limit = max_battles()
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"{value:,} battles need about {value * BYTES_PER_BATTLE / 2**30:.1f} GiB; this "
+            f"machine has memory for about {limit:,} (see --help)"
+        )
     return value
+
+
+def choice_of(kind: type[StrEnum]) -> Callable[[str], StrEnum]:
+    """An argparse type for an enum that lists the choices when the value is not one."""
+
+    def parse(text: str) -> StrEnum:
+        try:
+            return kind(text)
+        except ValueError:
+            choices = ", ".join(member.value for member in kind)
+            raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset-version",
-        type=DatasetVersion,
-        choices=list(DatasetVersion),
+        type=choice_of(DatasetVersion),
+        metavar=_choices(DatasetVersion),
         default=DatasetVersion.V2,
         help="feature set: v1 base stats, v2 + type matchups, speed, damage race",
     )
     parser.add_argument(
         "--scenario-type",
-        type=Scenario,
-        choices=list(Scenario),
+        type=choice_of(Scenario),
+        metavar=_choices(Scenario),
         default=Scenario.RANDOM,
         help="how opponents are drawn: any pair, or pairs of similar base-stat total",
     )
     parser.add_argument(
-        "--n-battles", type=positive_int, default=20_000, help="training battles to simulate"
+        "--n-battles", type=n_battles, default=20_000, help="training battles to simulate"
     )
     parser.add_argument(
         "--n-test",
-        type=positive_int,
+        type=N_TEST,
         default=DEFAULT_TEST_BATTLES,
         help="held-out battles (drawn from a fixed seed, so runs are comparable)",
     )
     parser.add_argument(
-        "--seed", type=int, default=42, help="seed of the training battles and models"
+        "--seed", type=SEED, default=42, help="seed of the training battles and models"
     )
     parser.add_argument(
         "--tune",
@@ -83,23 +108,21 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         choices=["true", "false"],
         help="randomised hyperparameter search (3-fold CV on f1); a bare --tune means true",
     )
-    parser.add_argument("--n-trials", type=positive_int, default=10, help="trials for --tune")
+    parser.add_argument("--n-trials", type=N_TRIALS, default=10, help="trials for --tune")
     parser.add_argument(
         "--version", default="dev", help="label of this model version, in the run name"
     )
     parser.add_argument(
         "--tracking-uri",
-        default=None,
         help="MLflow tracking URI (default: resolved as described below)",
     )
     parser.add_argument(
         "--experiment",
-        default=None,
         help="MLflow experiment (default: pokemon-battle-<dataset version>)",
     )
     parser.add_argument(
         "--output-dir",
-        type=Path,
+        type=output_dir,
         default=Path("outputs"),
         help="where metrics.json, run.json, model/ and plots/ are written",
     )
@@ -109,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="python -m machine_learning",
         description="Train Pokémon battle outcome classifiers and track them in MLflow.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an unexpected error"
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="{train,compare}", parser_class=OneLineErrorParser
@@ -119,12 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate battles, train one model, evaluate it beside the "
         "higher-base-stat-total baseline, write local outputs, log the run to MLflow.",
         epilog=EPILOG,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
     )
     train.add_argument(
         "--model",
-        type=ModelName,
-        choices=list(ModelName),
+        type=choice_of(ModelName),
+        metavar=_choices(ModelName),
         default=ModelName.XGBOOST,
         help="estimator after the feature step",
     )
@@ -135,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train every model on the same battles and pick the best by test f1: one "
         "parent run, a nested run per model, the winner tagged ci.winner.",
         epilog=EPILOG,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
     )
     _add_common(compare)
     return parser
@@ -143,54 +170,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    bound_http_time()
+    return run_command(lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     # uv venvs have no pip; MLflow warns about it on every model save, to no purpose here.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-    from machine_learning.tracking import TrackingUnavailable, resolve_tracking_uri
-    from machine_learning.train import (
-        TrackingFailed,
-        TrainConfig,
-        prepare_output_dir,
-        run_compare,
-        run_train,
-    )
+    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
+    from machine_learning.train import TrackingFailed, TrainConfig, run_compare, run_train
 
-    try:
-        prepare_output_dir(args.output_dir)
-    except OSError as exc:
-        return _fail(
-            f"cannot write to --output-dir {args.output_dir}: "
-            f"{exc.strerror or exc}; choose a writable folder",
-            EXIT_BAD_INPUT,
-        )
     try:
         target = resolve_tracking_uri(args.tracking_uri, os.environ)
     except TrackingUnavailable as exc:
-        return _fail(str(exc), EXIT_TRACKING_FAILED)
-    print(f"MLflow tracking URI: {_shown(target.uri)} ({target.source})", file=sys.stderr)
+        raise Failure(str(exc), EXIT_UNREACHABLE) from None
+    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
     options = vars(args) | {"tune": args.tune == "true"}
     fields = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{key: value for key, value in options.items() if key in fields})
     try:
         record = (run_compare if args.command == "compare" else run_train)(config, target)
     except TrackingFailed as exc:
-        return _fail(
-            f"tracking failed: {exc}; local outputs kept in {args.output_dir}", EXIT_TRACKING_FAILED
-        )
-    except ValueError as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        raise Failure(
+            f"tracking failed: {exc}; local outputs kept in {args.output_dir}", EXIT_UNREACHABLE
+        ) from None
     _summary(record)
     return 0
 
 
-def _shown(uri: str) -> str:
-    from machine_learning.tracking import redact_uri
+def output_dir(text: str) -> Path:
+    """The output folder, created and probed while parsing: no work for results that cannot
+    be written."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"cannot write to {text}: {exc.strerror or exc}; choose a writable folder"
+        ) from None
+    return path
 
-    return redact_uri(uri)
+
+def max_battles() -> int:
+    """How many training battles fit in the memory available now (Linux), else a fixed cap."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        available = 8 << 30
+    return int(available * 0.8 / BYTES_PER_BATTLE)
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _choices(kind: type[StrEnum]) -> str:
+    return "{" + ",".join(member.value for member in kind) + "}"
 
 
 def _summary(record: dict) -> None:

@@ -14,9 +14,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-MAIN_METRIC = "test_f1"
-
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, prefix: str) -> dict[str, float]:
     """The six metrics of one split, keyed ``<prefix>_<metric>``."""

@@ -45,6 +45,14 @@ class TrackingUnavailable(RuntimeError):
     """The configured tracking server does not answer and falling back is not allowed."""
 
 
+class RunInterrupted(RuntimeError):
+    """Logging failed after the run was created: its id, so run.json can still name it."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"logging run {run_id} failed")
+        self.run_id = run_id
+
+
 @dataclass(frozen=True)
 class TrackingTarget:
     """The tracking URI chosen and why, so the choice can be printed once."""
@@ -84,10 +92,12 @@ def resolve_tracking_uri(
     cli_uri: str | None,
     env: Mapping[str, str],
     probe: Callable[[str], bool] = server_is_healthy,
+    allow_fallback: bool = True,
 ) -> TrackingTarget:
     """First hit wins: --tracking-uri, MLFLOW_TRACKING_URI, the compose server, a local server,
     the embedded SQLite store. A configured server that does not answer is an error under
-    ``CI=true`` (a silent fallback would hide the run from the team) and a warning elsewhere.
+    ``CI=true`` (a silent fallback would hide the run from the team) or when the caller changes
+    state (``allow_fallback=False``: it would change the wrong store), a warning elsewhere.
     """
     configured = [
         (cli_uri, "--tracking-uri"),
@@ -99,7 +109,7 @@ def resolve_tracking_uri(
         if not uri.startswith(("http://", "https://")) or probe(uri):
             return TrackingTarget(uri, source)
         shown = redact_uri(uri)
-        if env.get("CI", "").lower() == "true":
+        if not allow_fallback or env.get("CI", "").lower() == "true":
             raise TrackingUnavailable(
                 f"tracking server {shown} (from {source}) does not answer on /health; "
                 "start it or point --tracking-uri at a running server"
@@ -139,34 +149,62 @@ def log_training_run(
 
     mlflow.set_tracking_uri(target.uri)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
-    with (
-        quiet_schema_hints(),
-        mlflow.start_run(
-            run_name=run_name,
-            tags=tags,
-            nested=parent_run_id is not None,
-            parent_run_id=parent_run_id,
-        ) as run,
-    ):
-        mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
-        train_set, test_set = _datasets(data)
-        mlflow.log_inputs(
-            [train_set, test_set], contexts=["training", "testing"], tags_list=[None, None]
-        )
-        model_info = _log_model(pipeline, data.test)
-        train_metrics = {k: v for k, v in metrics.items() if k.startswith("train_")}
-        mlflow.log_metrics(train_metrics, model_id=model_info.model_id, dataset=train_set)
-        mlflow.log_metrics(
-            {k: v for k, v in metrics.items() if k not in train_metrics},
-            model_id=model_info.model_id,
-            dataset=test_set,
-        )
-        for path in artifacts:
-            mlflow.log_artifact(str(path))
+    run = mlflow.start_run(
+        run_name=run_name, tags=tags, nested=parent_run_id is not None, parent_run_id=parent_run_id
+    )
+    try:
+        with quiet_schema_hints():
+            model_info = _log_run_contents(pipeline, data, params, metrics, artifacts)
+        mlflow.end_run()
+    except Exception as exc:
+        end_run_failed()
+        raise RunInterrupted(run.info.run_id) from exc
     run_id = run.info.run_id
     return LoggedRun(
         run_id, experiment_id, model_info.model_uri, run_url(target, experiment_id, run_id)
     )
+
+
+def _log_run_contents(
+    pipeline: Pipeline,
+    data: BattleData,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: list[Path],
+):
+    """Everything a training run holds, logged into the active run; returns the model's info."""
+    import mlflow
+
+    mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
+    train_set, test_set = _datasets(data)
+    mlflow.log_inputs(
+        [train_set, test_set], contexts=["training", "testing"], tags_list=[None, None]
+    )
+    model_info = _log_model(pipeline, data.test)
+    train_metrics = {k: v for k, v in metrics.items() if k.startswith("train_")}
+    mlflow.log_metrics(train_metrics, model_id=model_info.model_id, dataset=train_set)
+    mlflow.log_metrics(
+        {k: v for k, v in metrics.items() if k not in train_metrics},
+        model_id=model_info.model_id,
+        dataset=test_set,
+    )
+    for path in artifacts:
+        mlflow.log_artifact(str(path))
+    return model_info
+
+
+def end_run_failed() -> None:
+    """Mark the active run FAILED on the server if it still answers, so it is not left RUNNING.
+
+    Best effort by design: this runs while another tracking error is being reported, and a
+    server that is down cannot be told anything; the caller keeps the run id in run.json.
+    """
+    import mlflow
+
+    try:
+        mlflow.end_run(status="FAILED")
+    except Exception as exc:  # the original error is the one worth reporting
+        print(f"warning: could not mark the run FAILED: {type(exc).__name__}", file=sys.stderr)
 
 
 def start_parent_run(
@@ -182,7 +220,11 @@ def start_parent_run(
     mlflow.set_tracking_uri(target.uri)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
     run = mlflow.start_run(run_name=run_name, tags=tags)
-    mlflow.log_params({key: str(value) for key, value in params.items()})
+    try:
+        mlflow.log_params({key: str(value) for key, value in params.items()})
+    except Exception as exc:
+        end_run_failed()
+        raise RunInterrupted(run.info.run_id) from exc
     return run.info.run_id, experiment_id
 
 
@@ -197,12 +239,6 @@ def finish_parent_run(
     for path in artifacts:
         mlflow.log_artifact(str(path))
     mlflow.end_run()
-
-
-def end_parent_run(status: str) -> None:
-    import mlflow
-
-    mlflow.end_run(status=status)
 
 
 def tag_run(run_id: str, tags: dict[str, str]) -> None:

@@ -6,19 +6,20 @@ so a tracking failure never loses what was computed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
-from machine_learning.evaluate import MAIN_METRIC
+from machine_learning.metric_names import MAIN_METRIC
 from machine_learning.models import ModelName
+from machine_learning.records import write_json_atomic
+from machine_learning.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
@@ -127,12 +128,6 @@ def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pi
     return search.best_estimator_
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(
-        json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-    )
-
-
 def run_record(
     config: TrainConfig,
     data: BattleData,
@@ -140,35 +135,29 @@ def run_record(
     winner: TrainedModel,
     logged: LoggedRun | None,
     error: str = "",
-) -> dict[str, Any]:
+    run_id: str | None = None,
+) -> RunRecord:
     """The content of run.json: how to find this run and its model again."""
     from machine_learning.tracking import experiment_name, redact_uri
 
-    return {
-        "status": "logged" if logged else ("tracking failed" if error else "not logged yet"),
-        "error": error,
-        "run_id": logged.run_id if logged else None,
-        "experiment_id": logged.experiment_id if logged else None,
-        "experiment": config.experiment or experiment_name(config.dataset_version),
-        "model_uri": logged.model_uri if logged else None,
-        "run_url": logged.run_url if logged else "",
-        "tracking_uri": redact_uri(target.uri),
-        "model": str(winner.model),
-        "dataset_version": str(config.dataset_version),
-        "scenario_type": str(config.scenario_type),
-        "seed": config.seed,
-        "dataset_digest": data.digest,
-        "test_digest": data.test_digest,
-        "local_model": str(config.output_dir / "model"),
-    }
-
-
-def prepare_output_dir(path: Path) -> None:
-    """Fail before any work when results could not be written."""
-    path.mkdir(parents=True, exist_ok=True)
-    probe = path / ".write-test"
-    probe.write_text("", encoding="utf-8")
-    probe.unlink()
+    status = LOGGED if logged else (TRACKING_FAILED if error else NOT_LOGGED)
+    return RunRecord(
+        status=status,
+        error=error,
+        run_id=logged.run_id if logged else run_id,
+        experiment_id=logged.experiment_id if logged else None,
+        experiment=config.experiment or experiment_name(config.dataset_version),
+        model_uri=logged.model_uri if logged else None,
+        run_url=logged.run_url if logged else "",
+        tracking_uri=redact_uri(target.uri),
+        model=str(winner.model),
+        dataset_version=str(config.dataset_version),
+        scenario_type=str(config.scenario_type),
+        seed=config.seed,
+        dataset_digest=data.digest,
+        test_digest=data.test_digest,
+        local_model=str(config.output_dir / "model"),
+    )
 
 
 class TrackingFailed(RuntimeError):
@@ -185,14 +174,14 @@ def save_local(
     """metrics.json, the model and a provisional run.json, before MLflow is touched."""
     from machine_learning.tracking import save_model_copy
 
-    write_json(config.output_dir / "metrics.json", metrics)
+    write_json_atomic(config.output_dir / "metrics.json", metrics)
     with step(f"saving the model to {config.output_dir / 'model'}"):
         save_model_copy(winner.pipeline, data.test, config.output_dir / "model")
-    write_json(config.output_dir / "run.json", run_record(config, data, target, winner, None))
+    run_record(config, data, target, winner, None).write(config.output_dir / "run.json")
 
 
 def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[str, str]:
-    from ci.github import build_context
+    from machine_learning.provenance import build_context
 
     return build_context(os.environ).as_tags() | {
         "ci.dataset_digest": data.digest,
@@ -210,15 +199,18 @@ def run_name(config: TrainConfig, model: ModelName) -> str:
 def tracking_guard(
     config: TrainConfig, data: BattleData, target: TrackingTarget, winner: TrainedModel
 ) -> Iterator[None]:
-    """Turn any tracking error into TrackingFailed after recording it in run.json."""
+    """Turn any tracking error into TrackingFailed after recording it (and the id of the run,
+    when one was created) in run.json."""
+    from machine_learning.tracking import RunInterrupted
+
     try:
         yield
     except Exception as exc:
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        write_json(
-            config.output_dir / "run.json",
-            run_record(config, data, target, winner, None, error=message),
-        )
+        cause = exc.__cause__ if isinstance(exc, RunInterrupted) and exc.__cause__ else exc
+        message = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+        run_id = exc.run_id if isinstance(exc, RunInterrupted) else None
+        record = run_record(config, data, target, winner, None, error=message, run_id=run_id)
+        record.write(config.output_dir / "run.json")
         raise TrackingFailed(message) from exc
 
 
@@ -246,15 +238,15 @@ def log_one(
 
 
 def run_train(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
-    """The ``train`` command: one model, one run. Returns run.json's content."""
+    """The ``train`` command: one model, one run. Returns run.json's content and the metrics."""
     data = load_data(config)
     trained = fit(config.model, config, data, config.output_dir / "plots")
     save_local(config, data, target, trained, trained.metrics)
     with tracking_guard(config, data, target, trained), step("logging the run to MLflow"):
         logged = log_one(config, data, target, trained)
     record = run_record(config, data, target, trained, logged)
-    write_json(config.output_dir / "run.json", record)
-    return record | {"metrics": trained.metrics}
+    record.write(config.output_dir / "run.json")
+    return record.to_dict() | {"metrics": trained.metrics}
 
 
 def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
@@ -287,7 +279,7 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         try:
             runs = {t.model: log_one(config, data, target, t, parent_id) for t in trained}
         except BaseException:
-            tracking.end_parent_run(status="FAILED")
+            tracking.end_run_failed()
             raise
         tracking.tag_run(runs[winner.model].run_id, {"ci.winner": "true"})
         tracking.finish_parent_run(
@@ -296,6 +288,6 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
             [config.output_dir / "metrics.json"],
         )
     logged = runs[winner.model]
-    record = run_record(config, data, target, winner, logged) | {"parent_run_id": parent_id}
-    write_json(config.output_dir / "run.json", record)
-    return record | {"metrics": winner.metrics, "comparison": comparison}
+    record = replace(run_record(config, data, target, winner, logged), parent_run_id=parent_id)
+    record.write(config.output_dir / "run.json")
+    return record.to_dict() | {"metrics": winner.metrics, "comparison": comparison}

@@ -43,12 +43,16 @@ def test_command_help_shows_defaults_and_choices(command, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--model", "svm"], "argument --model: invalid ModelName value: 'svm'"),
-        (["train", "--dataset-version", "v3"], "argument --dataset-version: invalid"),
+        (
+            ["train", "--model", "svm"],
+            "argument --model: expected one of xgboost, random_forest, logistic_regression, "
+            "got 'svm'",
+        ),
+        (["train", "--dataset-version", "v3"], "--dataset-version: expected one of v1, v2, got"),
         (["train", "--n-battles", "0"], "argument --n-battles: must be greater than 0, got 0"),
         (["train", "--n-battles", "-3"], "must be greater than 0, got -3"),
         (["train", "--n-battles", "many"], "expected a whole number, got 'many'"),
-        (["compare", "--scenario-type", "chaos"], "argument --scenario-type: invalid"),
+        (["compare", "--scenario-type", "chaos"], "--scenario-type: expected one of random,"),
         (["deploy"], "invalid choice: 'deploy'"),
     ],
 )
@@ -65,8 +69,8 @@ def test_unwritable_output_dir_is_refused_before_any_work(tmp_path):
     done = run_cli("train", "--output-dir", str(blocker / "out"), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: cannot write to --output-dir {blocker / 'out'}: Not a directory; "
-        "choose a writable folder"
+        f"error: argument --output-dir: cannot write to {blocker / 'out'}: Not a directory; "
+        "choose a writable folder (see python -m machine_learning train --help)"
     ]
 
 

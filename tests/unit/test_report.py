@@ -6,12 +6,14 @@ and review the diff of tests/golden/ like code.
 
 from __future__ import annotations
 
-import copy
 import os
+from dataclasses import replace
 
 import pytest
 
+from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
 from ci.report import COMMENT_LIMIT, render
+from ci.verdict import Verdict, overall
 from tests.conftest import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "tests" / "golden"
@@ -40,49 +42,48 @@ def gate(values, champion=None, verdicts=None, reasons=None, interval=0.004, pr=
         theirs = champion[metric] if champion else None
         delta = None if theirs is None else value - theirs
         rows.append(
-            {
-                "metric": metric,
-                "candidate": value,
-                "champion": theirs,
-                "delta": delta,
-                "interval": None if delta is None else [delta - interval, delta + interval],
-                "threshold": threshold,
-                "verdict": (verdicts or {}).get(metric, "pass"),
-                "reason": (reasons or {}).get(metric, "meets the threshold"),
-            }
+            MetricRow(
+                metric=metric,
+                candidate=value,
+                champion=theirs,
+                delta=delta,
+                interval=None if delta is None else (delta - interval, delta + interval),
+                threshold=threshold,
+                verdict=Verdict((verdicts or {}).get(metric, "pass")),
+                reason=(reasons or {}).get(metric, "meets the threshold"),
+            )
         )
-    failed = any(row["verdict"] == "fail" for row in rows)
-    return {
-        "verdict": "fail" if failed else "pass",
-        "thresholds_source": "registered model pokemon-battle tags",
-        "resamples": 1000 if champion else 0,
-        "candidate": {
-            "run_id": "4f1c0ffee0d64b8f9d0e5a7a2b3c4d5e",
-            "model_uri": "models:/m-1",
-            "run_url": "https://mlflow.example.com/#/experiments/1/runs/4f1c0ffee0d6",
-            "experiment_id": "1",
-            "git_sha": "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807",
-            "branch": "feature/type-chart",
-            "pr_number": pr,
-            "workflow_run_url": "https://github.com/octo/battles/actions/runs/777",
-            "model": "xgboost",
-            "dataset_version": "v2",
-            "dataset_digest": "f70d0cd487c2bc52",
-            "test_digest": "15e45f6e8f20ff9e",
-            "n_train": "20000",
-            "n_test": 5000,
-            "params": PARAMS,
-        },
-        "champion": None
+    return GateRecord(
+        verdict=overall([row.verdict for row in rows]),
+        thresholds_source="registered model pokemon-battle tags",
+        resamples=1000 if champion else 0,
+        candidate=CandidateSummary(
+            run_id="4f1c0ffee0d64b8f9d0e5a7a2b3c4d5e",
+            model_uri="models:/m-1",
+            run_url="https://mlflow.example.com/#/experiments/1/runs/4f1c0ffee0d6",
+            experiment_id="1",
+            git_sha="9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807",
+            branch="feature/type-chart",
+            pr_number=pr,
+            workflow_run_url="https://github.com/octo/battles/actions/runs/777",
+            model="xgboost",
+            dataset_version="v2",
+            dataset_digest="f70d0cd487c2bc52",
+            test_digest="15e45f6e8f20ff9e",
+            n_train="20000",
+            n_test=5000,
+            params=PARAMS,
+        ),
+        champion=None
         if champion is None
-        else {
-            "version": "3",
-            "run_id": "0123456789abcdef0123456789abcdef",
-            "git_sha": "1111111111111111111111111111111111111111",
-            "params": PARAMS | {"n_battles": "10000", "max_depth": "4"},
-        },
-        "metrics": rows,
-    }
+        else ChampionSummary(
+            version="3",
+            run_id="0123456789abcdef0123456789abcdef",
+            git_sha="1111111111111111111111111111111111111111",
+            params=PARAMS | {"n_battles": "10000", "max_depth": "4"},
+        ),
+        metrics=rows,
+    )
 
 
 HISTORY = [
@@ -179,7 +180,7 @@ def test_the_verdict_line_says_pass_or_fail_and_what_was_compared():
 
 
 def test_an_oversized_report_trims_history_first_then_details():
-    big = copy.deepcopy(SCENARIOS["better"][0])
+    big = SCENARIOS["better"][0]
     history = [dict(HISTORY[1], run_id=f"r{i}", sha=f"{i:07d}") for i in range(1000)]
     full = render(big, history, limit=10**9)
     assert len(full) > COMMENT_LIMIT
@@ -188,7 +189,8 @@ def test_an_oversized_report_trims_history_first_then_details():
     assert "<details><summary>Parameters" in trimmed  # details kept, history cut
     assert "earlier runs left out" in trimmed
 
-    big["candidate"]["params"] = {f"p{i}": "x" * 400 for i in range(200)}
+    params = {f"p{i}": "x" * 400 for i in range(200)}
+    big = replace(big, candidate=replace(big.candidate, params=params))
     trimmed = render(big, history)
     assert len(trimmed) <= COMMENT_LIMIT
     assert "<details>" not in trimmed and "the details (parameters, dataset, links)" in trimmed
@@ -196,7 +198,14 @@ def test_an_oversized_report_trims_history_first_then_details():
 
 
 def test_local_mlflow_links_are_left_out():
-    local = copy.deepcopy(SCENARIOS["better"][0])
-    local["candidate"]["run_url"] = "http://127.0.0.1:5000/#/experiments/1/runs/x"
+    better = SCENARIOS["better"][0]
+    url = "http://127.0.0.1:5000/#/experiments/1/runs/x"
+    local = replace(better, candidate=replace(better.candidate, run_url=url))
     assert "[MLflow run]" not in render(local, [])
     assert "[MLflow run](https://mlflow.example.com" in render(*SCENARIOS["better"])
+
+
+def test_gate_json_round_trips_through_its_record(tmp_path):
+    for record, _ in SCENARIOS.values():
+        record.write(tmp_path / "gate.json")
+        assert GateRecord.read(tmp_path / "gate.json") == record

@@ -1,6 +1,13 @@
+"""Where a run comes from: Actions' environment and event payload, or the local checkout."""
+
 import json
 
-from ci.github import build_context, pull_request_number
+import pytest
+
+from machine_learning.provenance import build_context
+from machine_learning.records import RecordError
+
+ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": "d" * 40, "GITHUB_REF_NAME": "main"}
 
 
 def test_pull_request_context_uses_the_head_commit_not_the_merge_commit(tmp_path):
@@ -43,8 +50,32 @@ def test_push_context_has_no_pull_request():
 
 
 def test_pull_request_number_from_the_ref_when_no_payload():
-    assert pull_request_number({"GITHUB_REF": "refs/pull/5/merge"}) == 5
-    assert pull_request_number({"GITHUB_REF": "refs/heads/main"}) is None
+    assert build_context(ACTIONS | {"GITHUB_REF": "refs/pull/5/merge"}).pr_number == 5
+    assert build_context(ACTIONS | {"GITHUB_REF": "refs/heads/main"}).pr_number is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ("[]", "the document"),
+        ('{"pull_request": null}', None),
+        ('{"pull_request": {"number": "7"}}', "pull_request.number"),
+        ('{"pull_request": {"number": 0}}', "pull_request.number"),
+        ('{"pull_request": {"number": 7, "head": {"sha": 5}}}', "pull_request.head.sha"),
+        ('{"pull_request": {"head": {"sha": "abc"}}}', "pull_request.number"),
+    ],
+)
+def test_a_malformed_event_payload_is_named_not_a_traceback(tmp_path, payload, field):
+    event = tmp_path / "event.json"
+    event.write_text(payload)
+    env = ACTIONS | {"GITHUB_EVENT_PATH": str(event)}
+    if field is None:  # `pull_request: null` is a push-like payload, not an error
+        assert build_context(env).pr_number is None
+        return
+    with pytest.raises(RecordError) as caught:
+        build_context(env)
+    assert str(caught.value).startswith(f"event payload {event}: ")
+    assert field in str(caught.value)
 
 
 def test_outside_actions_the_local_checkout_is_read(tmp_path):

@@ -1,0 +1,212 @@
+"""The stack's two stores as ``ci state`` reaches them: the MLflow database and the artifacts.
+
+One code path for both stacks: PostgreSQL's own client tools (pg_dump, pg_restore, psql) run on
+the host against a URL (native stack), or inside the compose project's postgres container
+(``compose``); artifacts are a folder, or a service's path copied with ``docker compose cp
+--archive`` (files land owned by the container's user, who must write beside them later).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+from ci.stack import COMPOSE_FILE, COMPOSE_PROJECT, ComposeCLI, mlflow_executable
+from machine_learning.failures import EXIT_FAILED
+
+COMPOSE = "compose"
+COMPOSE_DATABASE, COMPOSE_USER = "mlflow", "mlflow"  # the postgres service's POSTGRES_DB/USER
+TOOL_TIMEOUT_S = 900
+
+
+class StateError(RuntimeError):
+    """A snapshot could not be saved or restored; the message names the step."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _default_compose() -> ComposeCLI:
+    return ComposeCLI((COMPOSE_FILE,), COMPOSE_PROJECT)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where the stack keeps its database and artifacts: a URL and a folder, or ``compose``."""
+
+    database: str
+    artifacts: str
+    compose_database: str = COMPOSE_DATABASE
+    compose: ComposeCLI = field(default_factory=_default_compose)
+
+    def describe(self) -> str:
+        if self.database == COMPOSE:
+            return f"{self.compose_database} (compose postgres service)"
+        parts = urlsplit(self.database)
+        return f"{parts.path.lstrip('/')} on {parts.hostname}:{parts.port or 5432}"
+
+    def dump(self, path: Path) -> None:
+        with path.open("wb") as out:
+            self._tool("pg_dump", ["--format=custom", "--no-owner", "--no-privileges"], out=out)
+
+    def load(self, path: Path) -> None:
+        """Replace the database's content with a dump, in one transaction: all or nothing."""
+        flags = ["--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction"]
+        with path.open("rb") as dump:
+            self._tool("pg_restore", flags, stdin=dump)
+
+    def sql(self, statement: str) -> str:
+        """One statement through psql; its unaligned, tuples-only output."""
+        return self._tool("psql", ["-v", "ON_ERROR_STOP=1", "-tA", "-c", statement]).strip()
+
+    @contextmanager
+    def scratch_database(self) -> Iterator[Stores]:
+        """A new, empty database on the same server, dropped afterwards whatever happens."""
+        name = f"{self._name()}_scratch_{secrets.token_hex(4)}"
+        self.sql(f'CREATE DATABASE "{name}"')
+        try:
+            if self.database == COMPOSE:
+                yield replace(self, compose_database=name)
+            else:
+                yield replace(
+                    self, database=urlunsplit(urlsplit(self.database)._replace(path=f"/{name}"))
+                )
+        finally:
+            self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def upgrade(self) -> None:
+        """``mlflow db upgrade`` on this database (compose: the mlflow-migrate service's image)."""
+        if self.database == COMPOSE:
+            script = f'exec mlflow db upgrade "${{MLFLOW_BACKEND_STORE_URI%/*}}/{self._name()}"'
+            command = self.compose.command(
+                ["run", "--rm", "--no-deps", "-T", "mlflow-migrate", "sh", "-c", script]
+            )
+        else:
+            command = [mlflow_executable(), "db", "upgrade", self.database]
+        _run(command, "mlflow db upgrade")
+
+    def experiments(self) -> dict[str, str]:
+        rows = self.sql(
+            "SELECT coalesce(json_object_agg(experiment_id::text, name), '{}') FROM experiments"
+        )
+        return json.loads(rows or "{}")
+
+    def count_runs(self, run_ids: set[str]) -> int:
+        if not run_ids:
+            return 0
+        return int(self.sql(f"SELECT count(*) FROM runs WHERE run_uuid IN ({_list(run_ids)})"))
+
+    def prune(self, keep: set[str], now_ms: int) -> int:
+        """Mark every active run not in ``keep`` deleted (as MLflow's delete_run does)."""
+        spared = f"AND run_uuid NOT IN ({_list(keep)})" if keep else ""
+        return int(
+            self.sql(
+                "WITH pruned AS (UPDATE runs SET lifecycle_stage = 'deleted', "
+                f"deleted_time = {int(now_ms)} WHERE lifecycle_stage = 'active' {spared} "
+                "RETURNING 1) SELECT count(*) FROM pruned"
+            )
+        )
+
+    def export_artifacts(self, target: Path, keep: set[str]) -> int:
+        """Copy the kept subtrees (paths relative to the store root); returns the file count."""
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            root = self._local_copy(Path(scratch))
+            copied = 0
+            for relative in sorted(keep):
+                source = root / relative
+                if source.is_dir():
+                    shutil.copytree(source, target / relative, symlinks=True, dirs_exist_ok=True)
+                    copied += sum(1 for p in source.rglob("*") if p.is_file())
+            return copied
+
+    def import_artifacts(self, source: Path) -> None:
+        """Copy a (checked) snapshot's artifacts into the store, owned by the store's owner."""
+        if self.artifacts.startswith(f"{COMPOSE}:"):
+            service_path = self.artifacts.split(":", 1)[1]
+            command = self.compose.command(["cp", "--archive", f"{source}/.", service_path])
+            _run(command, "docker compose cp")
+            return
+        root = Path(self.artifacts)
+        shutil.copytree(source, root, dirs_exist_ok=True)
+        owner = root.stat()
+        if os.geteuid() == 0 and owner.st_uid != 0:
+            for path in [root, *root.rglob("*")]:
+                os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+    def _local_copy(self, scratch: Path) -> Path:
+        if not self.artifacts.startswith(f"{COMPOSE}:"):
+            return Path(self.artifacts)
+        service_path = self.artifacts.split(":", 1)[1]
+        _run(self.compose.command(["cp", f"{service_path}/.", str(scratch)]), "docker compose cp")
+        return scratch
+
+    def _name(self) -> str:
+        if self.database == COMPOSE:
+            return self.compose_database
+        return urlsplit(self.database).path.lstrip("/")
+
+    def _tool(
+        self,
+        tool: str,
+        args: list[str],
+        stdin: IO[bytes] | None = None,
+        out: IO[bytes] | None = None,
+    ) -> str:
+        if self.database == COMPOSE:
+            command = self.compose.command(
+                [
+                    "exec",
+                    "-T",
+                    "postgres",
+                    tool,
+                    "-U",
+                    COMPOSE_USER,
+                    f"--dbname={self._name()}",
+                    *args,
+                ]
+            )
+        else:
+            command = [tool, f"--dbname={self.database}", *args]
+        return _run(command, tool, stdin=stdin, stdout=out)
+
+
+def _list(run_ids: set[str]) -> str:
+    """A SQL list of run ids; each was checked to be 32 hex digits, so none needs escaping."""
+    from machine_learning.run_record import is_run_id
+
+    if not all(is_run_id(run) for run in run_ids):
+        raise ValueError("run ids must be 32 hex digits")
+    return ", ".join(f"'{run}'" for run in sorted(run_ids))
+
+
+def _run(command: list[str], step: str, stdin=None, stdout=None) -> str:
+    """Run a tool; its stdout (unless redirected); StateError naming the step when it fails."""
+    try:
+        done = subprocess.run(
+            command,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=TOOL_TIMEOUT_S,
+            check=False,
+        )
+    except OSError as error:
+        raise StateError(f"{step}: cannot run {command[0]}: {error.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise StateError(f"{step} did not finish within {TOOL_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise StateError(f"{step} failed (exit {done.returncode}): {message[0]}")
+    return done.stdout.decode(errors="replace") if stdout is None else ""

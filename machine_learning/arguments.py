@@ -1,0 +1,80 @@
+"""Argument types and help formatting shared by both CLIs: bad input is caught while parsing,
+as one line naming the option, the value and the accepted range."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from machine_learning.failures import EXIT_BAD_INPUT
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line (exit 2) instead of usage plus error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default once, and only when there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def int_in(low: int, high: int, reason: str) -> Callable[[str], int]:
+    """An argparse type for whole numbers in [low, high]; ``reason`` says why the bounds."""
+
+    def parse(text: str) -> int:
+        value = _whole_number(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:,} and {high:,} ({reason}), got {value:,}"
+            )
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def positive_int(text: str) -> int:
+    value = _whole_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """A file we will write: its folder is created, and it must not be a folder itself.
+
+    Checked while parsing so that no work is done for a result that cannot be saved.
+    """
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"cannot create the folder {path.parent}: {error.strerror}"
+        ) from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text} is not writable")
+    return path
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None

@@ -1,0 +1,101 @@
+"""The failure contract of both CLIs: one line on stderr and an exit code a workflow can branch on.
+
+0 ok; 1 a decision said no (gate failed, promotion refused, GitHub refused) or something
+unexpected; 2 bad input (arguments, files, payloads); 3 the tracking server is unreachable or
+failing. Every exception a command raises goes through :func:`classify` once, in ``main``; the
+traceback is printed only with ``--debug`` or ``CI_DEBUG=1``.
+
+Standard library only; MLflow's and requests' exception types are looked up only when those
+libraries were imported by the command, so the comment job never loads them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+
+from machine_learning.records import RecordError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_CODES = (
+    "exit codes: 0 ok; 1 a decision said no (gate failed, promotion refused, GitHub refused) or "
+    "an unexpected error; 2 bad input (arguments, files); 3 tracking server unreachable or failing"
+)
+MESSAGE_LIMIT = 400
+# MLflow retries a failing call for ~4 minutes by default; ours report within 60 s. A user can
+# still raise each with MLflow's own variable: only unset ones get these values.
+BOUNDED_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+class Failure(Exception):
+    """A command failed in a way it understands: the line for the user and the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def bound_http_time(env: dict[str, str] | os._Environ = os.environ) -> None:
+    """Make a dead or failing tracking server cost seconds, not minutes (see BOUNDED_HTTP)."""
+    for name, value in BOUNDED_HTTP.items():
+        env.setdefault(name, value)
+
+
+def classify(error: BaseException) -> Failure:
+    """The one line and exit code for any exception a command let escape."""
+    if isinstance(error, Failure):
+        return error
+    if isinstance(error, RecordError):
+        return Failure(str(error), EXIT_BAD_INPUT)
+    if _is_tracking_error(error):
+        return Failure(f"the tracking server failed: {_first_line(error)}", EXIT_UNREACHABLE)
+    if isinstance(error, MemoryError):
+        return Failure("out of memory: ask for less work (fewer battles or rows)", EXIT_BAD_INPUT)
+    if isinstance(error, OSError):
+        where = f" {error.filename}" if error.filename else ""
+        return Failure(f"cannot use{where}: {error.strerror or error}", EXIT_BAD_INPUT)
+    return Failure(
+        f"unexpected {type(error).__name__}: {_first_line(error)} "
+        "(rerun with --debug or CI_DEBUG=1 for the traceback)"
+    )
+
+
+def run_command(
+    command: Callable[[], int], debug: bool, env: Mapping[str, str] = os.environ
+) -> int:
+    """Run a CLI command under the contract: its return code, or one line and the failure's."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        failure = classify(error)
+        if debug or env.get("CI_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.code
+
+
+def _is_tracking_error(error: BaseException) -> bool:
+    kinds = [
+        getattr(sys.modules.get(module), name, None)
+        for module, name in (
+            ("mlflow.exceptions", "MlflowException"),
+            ("requests.exceptions", "RequestException"),
+        )
+    ]
+    return any(kind is not None and isinstance(error, kind) for kind in kinds)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= MESSAGE_LIMIT else f"{text[: MESSAGE_LIMIT - 3]}..."

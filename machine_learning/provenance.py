@@ -1,0 +1,124 @@
+"""Where a run comes from: commit, branch, trigger, pull request and workflow run.
+
+Training tags every run with it and the CI toolkit searches runs by it, so the tag names live
+here, in the lower package, once. Read from GitHub Actions' environment (and its event payload,
+through a validating record) or, on a laptop, from the local git checkout.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from machine_learning.records import JsonRecord, read_json
+
+TAG_GIT_SHA = "ci.git_sha"
+TAG_BRANCH = "ci.branch"
+TAG_EVENT = "ci.event"
+TAG_PR_NUMBER = "ci.pr_number"
+TAG_RUN_URL = "ci.run_url"
+TAG_DATASET_DIGEST = "ci.dataset_digest"
+TAG_TEST_DIGEST = "ci.test_digest"
+TAG_DATASET_VERSION = "ci.dataset_version"
+TAG_MODEL = "ci.model"
+TAG_RUN_ID = "ci.run_id"
+TAG_WINNER = "ci.winner"
+TAG_WINNER_RUN_ID = "ci.winner_run_id"
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+EVENT_MAX_BYTES = 25 << 20  # GitHub caps webhook payloads at 25 MB
+
+
+@dataclass(frozen=True)
+class Head(JsonRecord):
+    sha: str = ""
+
+
+@dataclass(frozen=True)
+class PullRequest(JsonRecord):
+    number: int
+    head: Head = Head()
+
+    def __post_init__(self) -> None:
+        if self.number <= 0:
+            raise ValueError(f"pull_request.number must be positive, got {self.number}")
+
+
+@dataclass(frozen=True)
+class EventPayload(JsonRecord):
+    """The few fields of ``$GITHUB_EVENT_PATH`` we use; the rest of the payload is ignored."""
+
+    pull_request: PullRequest | None = None
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Where a run comes from: commit, branch, trigger, pull request and workflow run."""
+
+    git_sha: str = ""
+    branch: str = ""
+    event: str = "local"
+    pr_number: int | None = None
+    run_url: str = ""
+
+    def as_tags(self) -> dict[str, str]:
+        """The ``ci.*`` run tags (empty values left out) plus MLflow's own commit tag."""
+        tags = {
+            TAG_GIT_SHA: self.git_sha,
+            TAG_BRANCH: self.branch,
+            TAG_EVENT: self.event,
+            TAG_PR_NUMBER: "" if self.pr_number is None else str(self.pr_number),
+            TAG_RUN_URL: self.run_url,
+        }
+        if self.git_sha:
+            tags[MLFLOW_GIT_COMMIT] = self.git_sha
+        return {key: value for key, value in tags.items() if value}
+
+
+def build_context(env: Mapping[str, str], cwd: Path | None = None) -> BuildContext:
+    """The context from GitHub Actions variables, else from the local git checkout.
+
+    Raises RecordError when Actions names an event payload that is not a valid one.
+    """
+    if env.get("GITHUB_ACTIONS") != "true":
+        return BuildContext(
+            git_sha=_git(cwd, "rev-parse", "HEAD"),
+            branch=_git(cwd, "rev-parse", "--abbrev-ref", "HEAD"),
+        )
+    run_url = ""
+    if env.get("GITHUB_RUN_ID"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        run_url = f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
+    pull = event_payload(env).pull_request
+    return BuildContext(
+        # For a pull request, its head commit rather than the merge commit Actions checks out.
+        git_sha=(pull.head.sha if pull else "") or env.get("GITHUB_SHA", ""),
+        branch=env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME", ""),
+        event=env.get("GITHUB_EVENT_NAME", ""),
+        pr_number=pull.number if pull else _number_from_ref(env.get("GITHUB_REF", "")),
+        run_url=run_url,
+    )
+
+
+def event_payload(env: Mapping[str, str]) -> EventPayload:
+    """The event payload Actions wrote, validated; empty when there is none."""
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return EventPayload()
+    return EventPayload.from_dict(read_json(Path(path), EVENT_MAX_BYTES), f"event payload {path}")
+
+
+def _number_from_ref(ref: str) -> int | None:
+    """``refs/pull/N/merge`` → N (a pull_request run without a payload)."""
+    match = re.fullmatch(r"refs/pull/(\d+)/merge", ref)
+    return int(match.group(1)) if match else None
+
+
+def _git(cwd: Path | None, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
