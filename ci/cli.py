@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EXIT_CODES,
         )
 
-    _thresholds_parser(add)
+    _thresholds_parser(add, tracked)
     gate = add(
         "gate",
         "judge a run against the thresholds and the champion",
@@ -119,28 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _thresholds_parser(add) -> None:
+def _thresholds_parser(add, tracked: argparse.ArgumentParser) -> None:
     thresholds = add(
         "thresholds",
         "show, set or sync the gate thresholds in MLflow",
         "Gate thresholds live in MLflow as registered-model tags gate.<metric>; "
-        "ci/thresholds.toml only seeds them.",
+        "ci/thresholds.toml only seeds them. set and sync change the registry: they never fall "
+        "back to the embedded store.",
+        parents=(),
     )
     actions = thresholds.add_subparsers(
         dest="action", required=True, parser_class=OneLineErrorParser
     )
     actions.add_parser(
-        "show", help="list them (or what the first gate would seed)", formatter_class=DefaultsOnce
+        "show",
+        help="list them (or what the first gate would seed)",
+        parents=[tracked],
+        formatter_class=DefaultsOnce,
     )
     sync = actions.add_parser(
         "sync",
         help="make the tags equal to a TOML file (stale ones removed)",
+        parents=[tracked],
         formatter_class=DefaultsOnce,
     )
     sync.add_argument("--file", type=Path, help="TOML file (default: ci/thresholds.toml)")
     one = actions.add_parser(
         "set",
         help="change one metric's threshold; fields not given keep their value",
+        parents=[tracked],
         formatter_class=DefaultsOnce,
     )
     one.add_argument("metric", help="a metric the gate computes, e.g. test_f1")

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def shared_interpreter() -> str:
+    """A Python of this version that every user may execute, for servers run as another uid."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, shutil.which(version), f"/usr/bin/{version}"):
+        if candidate and _executable_by_others(Path(candidate).resolve()):
+            return str(Path(candidate).resolve())
+    raise StackError(f"no {version} that other users can execute; needed to run as another uid")
+
+
+def _executable_by_others(path: Path) -> bool:
+    """Every folder on the way is searchable by others, and the file executable by them."""
+    if not path.is_file():
+        return False
+    return all(folder.stat().st_mode & 0o001 for folder in path.parents) and bool(
+        path.stat().st_mode & 0o001
+    )
+
+
 def mlflow_executable() -> str:
     """The mlflow CLI of this interpreter's environment."""
     beside = Path(sys.executable).parent / "mlflow"
@@ -117,6 +136,7 @@ class NativeStack:
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)
     compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
+    user: int | None = None  # run the server as this uid, as the image does (uid 10001)
     _server: subprocess.Popen | None = None
     kind = "native"
 
@@ -148,6 +168,10 @@ class NativeStack:
         """The postgres service's part: an empty database of this stack's own."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(exist_ok=True)
+        if self.user is not None:  # the image's volume and home belong to its user
+            (self.workdir / "home").mkdir(exist_ok=True)
+            for owned in (self.artifacts_dir, self.workdir / "home"):
+                os.chown(owned, self.user, self.user)
         self._admin(f'CREATE DATABASE "{self.database}"')
 
     @property
@@ -178,8 +202,18 @@ class NativeStack:
             "--artifacts-destination": str(self.artifacts_dir),
             "--backend-store-uri": self.backend_uri,
         }
-        command = [mlflow_executable(), *replace_flags(spec.command[1:], machine)]
-        return ServiceSpec(command, spec.environment)
+        flags = replace_flags(spec.command[1:], machine)
+        if self.user is None:
+            return ServiceSpec([mlflow_executable(), *flags], spec.environment)
+        # This environment's packages, run by an interpreter the unprivileged user can execute
+        # (a venv's interpreter often lives in root's home).
+        packages = {
+            "PYTHONPATH": sysconfig.get_paths()["purelib"],
+            "HOME": str(self.workdir / "home"),
+        }
+        user = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups"]
+        command = [*user, shared_interpreter(), "-m", "mlflow", *flags]
+        return ServiceSpec(command, spec.environment | packages)
 
     def start_server(self) -> None:
         spec = self.server_spec()

@@ -162,8 +162,11 @@ def restore(stores: Stores, source: Path) -> str:
 def _check_same_store(copy: Stores, experiments: dict[str, str], keep: set[str]) -> None:
     """Refuse a dump that is not the tracking server's database: pruning it by the server's
     runs would delete the wrong ones."""
-    dumped = copy.experiments()
-    if dumped != experiments or copy.count_runs(keep) != len(keep):
+    try:
+        dumped, kept = copy.experiments(), copy.count_runs(keep)
+    except StateError:  # not even MLflow's tables
+        dumped, kept = None, -1
+    if dumped != experiments or kept != len(keep):
         raise StateError(
             f"the database {copy.describe()} does not hold the tracking server's experiments "
             "and runs: point --database at the tracking server's own database",

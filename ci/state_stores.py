@@ -139,11 +139,14 @@ class Stores:
             _run(command, "docker compose cp")
             return
         root = Path(self.artifacts)
-        shutil.copytree(source, root, dirs_exist_ok=True)
-        owner = root.stat()
-        if os.geteuid() == 0 and owner.st_uid != 0:
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        try:
+            shutil.copytree(source, root, dirs_exist_ok=True)
+            owner = root.stat()
+            if os.geteuid() == 0 and owner.st_uid != 0:
+                for path in [root, *root.rglob("*")]:
+                    os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        except (OSError, shutil.Error) as error:
+            raise StateError(f"copying the artifacts into {root} failed: {error}") from None
 
     def _local_copy(self, scratch: Path) -> Path:
         if not self.artifacts.startswith(f"{COMPOSE}:"):

@@ -1,26 +1,98 @@
-"""MLflow state between workflow runs: snapshot on one stack, restore on a fresh one."""
+"""MLflow state between workflow runs: snapshot on one stack, restore on a fresh one.
+
+Every failure case checks that nothing was lost: the previous snapshot byte for byte, the live
+server's active runs count for count, the live database's experiments. The servers run as an
+unprivileged uid, as the image's does, so an ownership mistake in a restore fails here too.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from ci.cli import main
 from ci.stack import NativeStack
-from tests.conftest import cli_env, run_cli
+from machine_learning.provenance import TAG_BRANCH
+from tests.conftest import REPO_ROOT, cli_env, run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="runs the server as another uid (setpriv)"),
+]
+IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
 
 
-def state(stack: NativeStack, action: str, folder, cwd, branch: str = "main"):
-    env = cli_env(
-        MLFLOW_TRACKING_URI=stack.tracking_uri,
-        MLFLOW_STATE_DATABASE=stack.backend_uri,
-        MLFLOW_STATE_ARTIFACTS=str(stack.artifacts_dir),
-    )
-    return run_cli(
-        "state", action, "--dir", str(folder), "--branch", branch, cwd=cwd, env=env, module="ci"
-    )
+def unprivileged_stack(name: str) -> NativeStack:
+    """A native stack whose server runs as the image's uid, in a folder it can reach."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"pb-{name}-"))
+    workdir.chmod(0o755)
+    return NativeStack(workdir, user=IMAGE_UID).up()
+
+
+@pytest.fixture(scope="module")
+def live():
+    stack = unprivileged_stack("live")
+    yield stack
+    stack.down()
+    shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def mlflow_client(live):
+    import mlflow
+
+    mlflow.set_tracking_uri(live.tracking_uri)
+    yield mlflow.MlflowClient(live.tracking_uri)
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def native_stores(monkeypatch, live):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", live.tracking_uri)
+    monkeypatch.setenv("MLFLOW_STATE_DATABASE", live.backend_uri)
+    monkeypatch.setenv("MLFLOW_STATE_ARTIFACTS", str(live.artifacts_dir))
+
+
+def seed(client, name: str, runs: int = 3, branch: str = "main") -> list[str]:
+    """An experiment with finished runs that each logged a file; the first becomes champion."""
+    experiment = client.create_experiment(name)
+    ids = []
+    for i in range(runs):
+        run = client.create_run(experiment, tags={TAG_BRANCH: branch})
+        client.log_metric(run.info.run_id, "test_f1", 0.9 + i / 100)
+        client.log_text(run.info.run_id, f"run {i}", "notes/run.txt")
+        client.set_terminated(run.info.run_id)
+        ids.append(run.info.run_id)
+    return ids
+
+
+def active_runs(client) -> int:
+    from mlflow.entities import ViewType
+
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return len(client.search_runs(experiments, run_view_type=ViewType.ACTIVE_ONLY))
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def ci(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
@@ -58,15 +130,27 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
         )
         client.set_registered_model_alias("pokemon-battle", "champion", version.version)
 
-        saved = state(first, "save", tmp_path / "snapshot", tmp_path, branch="main")
+        def state(stack, action):
+            env = cli_env(
+                MLFLOW_TRACKING_URI=stack.tracking_uri,
+                MLFLOW_STATE_DATABASE=stack.backend_uri,
+                MLFLOW_STATE_ARTIFACTS=str(stack.artifacts_dir),
+            )
+            folder = str(tmp_path / "snapshot")
+            args = ("state", action, "--dir", folder, "--branch", "main")
+            return run_cli(*args, cwd=tmp_path, env=env, module="ci")
+
+        saved = state(first, "save")
         assert saved.returncode == 0, saved.stderr
-        assert "saved 1 runs" in saved.stdout and "1 older runs pruned" in saved.stdout
+        assert "saved 1 runs" in saved.stdout and "1 older runs left out" in saved.stdout
+        assert client.get_run(other["run_id"]).info.lifecycle_stage == "active"  # live: untouched
         manifest = json.loads((tmp_path / "snapshot/manifest.json").read_text())
         assert manifest["kept_runs"] == [main_run["run_id"]]
+        assert manifest["mlflow_version"] == mlflow.__version__
         assert not list((tmp_path / "snapshot/artifacts").rglob(f"*{other['run_id']}*"))
 
         second.up()
-        restored = state(second, "restore", tmp_path / "snapshot", tmp_path)
+        restored = state(second, "restore")
         assert restored.returncode == 0, restored.stderr
         assert restored.stdout.startswith("restored the snapshot of main saved at")
         client = mlflow.MlflowClient(second.tracking_uri)
@@ -82,38 +166,261 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
         second.down()
 
 
-def test_restoring_without_a_snapshot_bootstraps(tmp_path, stack):
-    done = run_cli(
-        "state",
-        "restore",
-        "--dir",
-        str(tmp_path / "none"),
-        cwd=tmp_path,
-        module="ci",
-        env=cli_env(
-            MLFLOW_STATE_DATABASE="postgresql://unused/x", MLFLOW_STATE_ARTIFACTS=str(tmp_path)
-        ),
-    )
-    assert done.returncode == 0
-    assert done.stdout.startswith("no snapshot in") and "no champion yet" in done.stdout
+def test_restoring_without_a_snapshot_bootstraps(tmp_path, capsys, native_stores):
+    code, out, _ = ci(capsys, "state", "restore", "--dir", str(tmp_path / "none"))
+    assert code == 0
+    assert out.startswith("no snapshot in") and "no champion yet" in out
 
 
-def test_a_failing_dump_names_the_step(tmp_path, stack):
-    env = cli_env(
-        MLFLOW_TRACKING_URI=stack.tracking_uri,
-        MLFLOW_STATE_DATABASE="postgresql://postgres@127.0.0.1:5432/no_such_db",
-        MLFLOW_STATE_ARTIFACTS=str(tmp_path),
+def failing_pg_dump(tmp_path, monkeypatch) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "pg_dump"
+    tool.write_text("#!/bin/sh\necho 'pg_dump: error: connection lost' >&2\nexit 1\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return "pg_dump failed (exit 1): pg_dump: error: connection lost"
+
+
+def no_pg_dump(tmp_path, monkeypatch) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("psql", "pg_restore", "mlflow"):
+        found = shutil.which(tool) or str(Path(sys.executable).parent / tool)
+        (bin_dir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return "pg_dump: cannot run pg_dump: No such file or directory"
+
+
+def another_database(tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("MLFLOW_STATE_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres")
+    return "does not hold the tracking server's experiments and runs"
+
+
+def compose_without_docker(tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("MLFLOW_STATE_DATABASE", "compose")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    return "pg_dump: cannot run docker: No such file or directory"
+
+
+@pytest.mark.parametrize(
+    "break_it", [failing_pg_dump, no_pg_dump, another_database, compose_without_docker]
+)
+def test_a_failing_save_keeps_the_old_snapshot_and_every_live_run(
+    tmp_path, capsys, monkeypatch, native_stores, mlflow_client, break_it
+):
+    seed(mlflow_client, f"save-{break_it.__name__}", runs=12, branch="gone")
+    snapshot = tmp_path / "snapshot"
+    code, _, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
+    assert code == 0, err
+    before, runs = digest(snapshot), active_runs(mlflow_client)
+    expected = break_it(tmp_path, monkeypatch)
+
+    code, out, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
+    assert code in (1, 2) and out == ""
+    assert err.strip().splitlines()[-1] == f"error: {expected}" or expected in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    assert digest(snapshot) == before
+    assert active_runs(mlflow_client) == runs
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".snapshot")) == []
+
+
+def good_snapshot(tmp_path, capsys, client, name: str) -> Path:
+    seed(client, name)
+    snapshot = tmp_path / "snapshot"
+    code, _, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
+    assert code == 0, err
+    return snapshot
+
+
+def link_to_passwd(snapshot: Path) -> str:
+    (snapshot / "artifacts" / "passwd").symlink_to("/etc/passwd")
+    return "is a symlink or a special file"
+
+
+def linked_folder(snapshot: Path) -> str:
+    (snapshot / "artifacts" / "etc").symlink_to("/etc", target_is_directory=True)
+    return "is a symlink or a special file"
+
+
+def fifo(snapshot: Path) -> str:
+    os.mkfifo(snapshot / "artifacts" / "pipe")
+    return "is a symlink or a special file"
+
+
+def manifest_list(snapshot: Path) -> str:
+    (snapshot / "manifest.json").write_text("[]")
+    return "manifest.json: the document must be an object"
+
+
+def manifest_missing(snapshot: Path) -> str:
+    (snapshot / "manifest.json").unlink()
+    return "manifest.json: No such file or directory"
+
+
+def dump_symlink(snapshot: Path) -> str:
+    (snapshot / "mlflow.dump").unlink()
+    (snapshot / "mlflow.dump").symlink_to("/etc/passwd")
+    return "mlflow.dump is a symlink"
+
+
+def newer_mlflow(snapshot: Path) -> str:
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    (snapshot / "manifest.json").write_text(json.dumps(manifest | {"mlflow_version": "99.0.0"}))
+    return "saved by MLflow 99.0.0, newer than the installed"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        link_to_passwd,
+        linked_folder,
+        fifo,
+        manifest_list,
+        manifest_missing,
+        dump_symlink,
+        newer_mlflow,
+    ],
+)
+def test_a_forged_snapshot_is_refused_and_nothing_is_restored(
+    tmp_path, capsys, native_stores, mlflow_client, live, forge
+):
+    snapshot = good_snapshot(tmp_path, capsys, mlflow_client, f"forged-{forge.__name__}")
+    expected = forge(snapshot)
+    marker = mlflow_client.create_experiment(f"after-{forge.__name__}")
+    files = digest(live.artifacts_dir)
+
+    code, _, err = ci(capsys, "state", "restore", "--dir", str(snapshot))
+    assert code == 2 and expected in err and err.count("error:") == 1, err
+    assert mlflow_client.get_experiment(marker).lifecycle_stage == "active"  # database untouched
+    assert digest(live.artifacts_dir) == files
+    assert not (live.artifacts_dir / "passwd").exists()
+
+
+def test_a_failed_artifact_copy_leaves_the_database_as_it_was(
+    tmp_path, capsys, monkeypatch, native_stores, mlflow_client
+):
+    snapshot = good_snapshot(tmp_path, capsys, mlflow_client, "copy-fails")
+    marker = mlflow_client.create_experiment("made-after-the-snapshot")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_STATE_ARTIFACTS", str(blocker))
+
+    code, _, err = ci(capsys, "state", "restore", "--dir", str(snapshot))
+    assert code == 1 and "copying the artifacts into" in err, err
+    assert mlflow_client.get_experiment(marker).lifecycle_stage == "active"
+
+
+def older_schema_snapshot(folder: Path, live: NativeStack) -> None:
+    """A snapshot as an older MLflow (schema revision of August 2025) would have saved it."""
+    import sqlalchemy
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    name = f"{live.database}_old"
+    base = live.backend_uri.rsplit("/", 1)[0]
+    live._admin(f'CREATE DATABASE "{name}"')
+    engine = sqlalchemy.create_engine(
+        f"{base}/{name}".replace("postgresql:", "postgresql+psycopg:")
     )
-    done = run_cli(
-        "state",
-        "save",
-        "--dir",
-        str(tmp_path / "s"),
-        "--branch",
-        "main",
-        cwd=tmp_path,
-        env=env,
-        module="ci",
+    try:
+        InitialBase.metadata.create_all(engine)
+        config = _get_alembic_config(str(engine.url))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "71994744cf8e")
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, "
+                    "creation_time, last_update_time) VALUES ('from-mlflow-3.3', "
+                    "'mlflow-artifacts:/old', 'active', 0, 0)"
+                )
+            )
+    finally:
+        engine.dispose()
+    folder.mkdir()
+    (folder / "artifacts").mkdir()
+    from ci.state_stores import Stores
+
+    Stores(f"{base}/{name}", str(folder / "artifacts")).dump(folder / "mlflow.dump")
+    live._admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+    manifest = {
+        "saved_at": "2025-09-01T00:00:00+00:00",
+        "branch": "main",
+        "mlflow_version": "3.3.2",
+        "kept_runs": [],
+        "deleted_runs": 0,
+        "artifact_files": 0,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")  # MLflow's models
+def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
+    tmp_path, capsys, native_stores, mlflow_client, live
+):
+    older_schema_snapshot(tmp_path / "old", live)
+    code, out, err = ci(capsys, "state", "restore", "--dir", str(tmp_path / "old"))
+    assert code == 0, err
+    assert "MLflow 3.3.2, migrated to" in out
+    experiment = mlflow_client.get_experiment_by_name("from-mlflow-3.3")
+    assert experiment is not None
+    run = mlflow_client.create_run(experiment.experiment_id)  # the new schema serves writes
+    mlflow_client.log_metric(run.info.run_id, "test_f1", 0.5)
+
+
+@pytest.fixture
+def compose_stand_in(tmp_path, monkeypatch):
+    """``docker`` on PATH: tests/fake_docker.py, backed by the stack given to ``use``."""
+    bin_dir = tmp_path / "docker-bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{REPO_ROOT}/tests/fake_docker.py" "$@"\n'
     )
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("error: pg_dump failed (exit 1):")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MLFLOW_STATE_DATABASE", "compose")
+    monkeypatch.delenv("MLFLOW_STATE_ARTIFACTS", raising=False)
+
+    def use(stack: NativeStack) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
+        monkeypatch.setenv("FAKE_DOCKER_PG", stack.backend_uri.rsplit("/", 1)[0])
+        monkeypatch.setenv("FAKE_DOCKER_DB", stack.database)
+        monkeypatch.setenv("FAKE_DOCKER_ARTIFACTS", str(stack.artifacts_dir))
+        monkeypatch.setenv("FAKE_DOCKER_UID", str(IMAGE_UID))
+        monkeypatch.setenv("FAKE_DOCKER_MLFLOW", str(Path(sys.executable).parent / "mlflow"))
+
+    return use
+
+
+def test_the_compose_path_restores_files_the_server_can_write_beside(
+    tmp_path, capsys, compose_stand_in, live
+):
+    import mlflow
+
+    compose_stand_in(live)
+    client = mlflow.MlflowClient(live.tracking_uri)
+    kept = seed(client, "compose-path")
+    snapshot = tmp_path / "snapshot"
+    code, _, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
+    assert code == 0, err
+
+    fresh = unprivileged_stack("fresh")
+    try:
+        compose_stand_in(fresh)
+        code, _out, err = ci(capsys, "state", "restore", "--dir", str(snapshot))
+        assert code == 0, err
+        restored = mlflow.MlflowClient(fresh.tracking_uri)
+        experiment = restored.get_experiment_by_name("compose-path")
+        owners = {p.stat().st_uid for p in fresh.artifacts_dir.rglob("*")}
+        assert owners == {IMAGE_UID}
+        assert restored.download_artifacts(kept[0], "notes/run.txt", str(tmp_path))
+        run = restored.create_run(experiment.experiment_id)  # the next workflow run's upload
+        restored.log_text(run.info.run_id, "written by the server's user", "notes/new.txt")
+        mode = stat.S_IMODE(fresh.artifacts_dir.stat().st_mode)
+        assert mode & stat.S_IWUSR
+    finally:
+        fresh.down()
+        shutil.rmtree(fresh.workdir, ignore_errors=True)
