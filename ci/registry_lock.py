@@ -65,6 +65,10 @@ def _try_acquire(client: MlflowClient, lock: str, owner: str, stale_after_s: flo
         )
         return True
     except MlflowException as exc:
+        # A create that collides with a lock being released reports the lock missing: the
+        # server's insert failed on the name, then its lookup found the name gone. Try again.
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     try:

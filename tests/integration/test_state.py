@@ -356,7 +356,9 @@ def older_schema_snapshot(folder: Path, live: NativeStack) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")  # MLflow's models
+@pytest.mark.filterwarnings(
+    "ignore:The ``noload`` loader strategy is deprecated"
+)  # MLflow's models
 def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
     tmp_path, capsys, native_stores, mlflow_client, live
 ):
