@@ -34,6 +34,7 @@ from ci.registry import (
 )
 from ci.report import branch_history, render
 from ci.stack import NativeStack
+from machine_learning.run_record import RunRecord
 
 PR = "7"
 MODEL = REGISTERED_MODEL
@@ -73,7 +74,8 @@ def measure(client, candidate_json: Path, naive: bool) -> float:
     import mlflow
 
     start = time.perf_counter()
-    candidate = load_candidate(client, None, candidate_json)
+    record = RunRecord.read(candidate_json)
+    candidate = load_candidate(client, record.run_id, record)
     result = evaluate_gate(client, candidate, MODEL)
     record_verdict(client, candidate.run_id, result)
     if naive:

@@ -280,7 +280,7 @@ def run_comment(args: argparse.Namespace) -> int:
         if error.status == 403:
             print(f"::warning title=No PR comment::{error}")
             return 0
-        raise Failure(str(error)) from None
+        raise Failure(str(error), error.code) from None
     print(f"{result.action} comment {result.comment_id} on PR #{pr} {result.url}".rstrip())
     return 0
 
@@ -288,10 +288,20 @@ def run_comment(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from ci.gate import GateError, annotations, evaluate_gate, load_candidate, record_verdict
     from ci.thresholds import ThresholdError
+    from machine_learning.run_record import RunRecord, is_run_id
 
+    record = RunRecord.read(args.run_json) if args.run_json else None
+    run_id = record.run_id if record else args.run_id
+    if not run_id or not is_run_id(run_id):
+        where = (
+            f"{args.run_json} has no run id (status: {record.status!r})"
+            if record
+            else (f"--run-id {str(run_id)[:40]!r} is not an MLflow run id (32 hex digits)")
+        )
+        raise Failure(where, EXIT_BAD_INPUT)
     client = _client(args, mutating=False)
     try:
-        candidate = load_candidate(client, args.run_id, args.run_json)
+        candidate = load_candidate(client, run_id, record)
         result = evaluate_gate(client, candidate, args.model_name, args.resamples)
     except (ThresholdError, GateError) as error:
         raise Failure(str(error), EXIT_BAD_INPUT) from None
@@ -325,7 +335,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_thresholds(args: argparse.Namespace) -> int:
     from ci.thresholds import ThresholdError
-    from ci.thresholds_command import show, sync, update
+    from ci.thresholds_command import requested_changes, show, sync, update
 
     try:
         if args.action == "show":
@@ -333,7 +343,8 @@ def run_thresholds(args: argparse.Namespace) -> int:
         elif args.action == "sync":
             lines = sync(_client(args, mutating=True), args.model_name, args.file)
         else:
-            lines = update(_client(args, mutating=True), args.model_name, args)
+            changes = requested_changes(args)
+            lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
     except ThresholdError as error:
         raise Failure(str(error), EXIT_BAD_INPUT) from None
     print("\n".join(lines))

@@ -7,21 +7,25 @@ Standard library only: this runs in the privileged ``workflow_run`` job.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.build_info import BuildInfo
 from ci.github import GitHubClient, GitHubError
+from machine_learning.failures import EXIT_BAD_INPUT, EXIT_FAILED
+from machine_learning.records import RecordError, read_bytes
 
 BODY_LIMIT = 65_536
 TRUNCATED = "\n\n_(cut to fit GitHub's comment limit; the full report is in the job summary)_\n"
+REPORT_LIMIT = BODY_LIMIT - 64 - len(TRUNCATED)  # room for the marker and the note
 
 
 class CommentError(RuntimeError):
     """The comment could not be posted; the message says why and what to do."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILED, status: int = 0) -> None:
         super().__init__(message)
+        self.code = code
         self.status = status
 
 
@@ -64,7 +68,7 @@ def upsert(github: GitHubClient, pr: int, body: str, kind: str) -> Upserted:
         else:
             result, action = github.create_comment(pr, text), "created"
     except GitHubError as error:
-        raise CommentError(explain(error, pr), error.status) from None
+        raise CommentError(explain(error, pr), status=error.status) from None
     return Upserted(action, int(result["id"]), result.get("html_url", ""))
 
 
@@ -88,29 +92,26 @@ def explain(error: GitHubError, pr: int) -> str:
 def read_artifact(directory: Path, head_sha: str) -> tuple[int | None, str]:
     """The PR number and report body from a train run's artifact, which is untrusted data.
 
-    A fork's run wrote it, so every field is checked: the head commit must be the one the
-    trusted ``workflow_run`` event names, the PR number an integer, the body at most the
-    comment limit (longer bodies are cut, with a note).
+    A fork's run wrote it, so both files are read as regular files only (no symlinks, FIFOs
+    or devices), boundedly, and checked: ``build.json`` through its record (the head commit
+    must be the one the trusted ``workflow_run`` event names), ``report.md`` cut to the comment
+    limit (with a note) and decoded leniently.
     """
     try:
-        info = json.loads((directory / "build.json").read_text(encoding="utf-8"))
-        body = (directory / "report.md").read_text(encoding="utf-8")
-    except (OSError, ValueError) as error:
-        raise CommentError(f"the report artifact is incomplete or unreadable: {error}") from None
-    if not isinstance(info, dict) or info.get("head_sha") != head_sha:
+        info = BuildInfo.read(directory / "build.json")
+        raw = read_bytes(directory / "report.md", REPORT_LIMIT, cut=True)
+    except RecordError as error:
+        raise CommentError(f"the report artifact is refused: {error}", EXIT_BAD_INPUT) from None
+    if info.head_sha != head_sha:
         raise CommentError(
-            f"the artifact describes commit {str(info.get('head_sha'))[:40]!r}, "
-            f"not the workflow run's head {head_sha}: refusing it"
+            f"the artifact describes commit {info.head_sha}, not the workflow run's head "
+            f"{head_sha}: refusing it",
+            EXIT_BAD_INPUT,
         )
-    number = info.get("pr_number")
-    if number is not None and (
-        not isinstance(number, int) or isinstance(number, bool) or number <= 0
-    ):
-        raise CommentError(f"the artifact's PR number {number!r} is not a positive integer")
-    room = BODY_LIMIT - len(marker("x")) - 64 - len(TRUNCATED)
-    if len(body) > room:
-        body = body[:room] + TRUNCATED
-    return number, body
+    body = raw.decode("utf-8", errors="replace")
+    if len(raw) > REPORT_LIMIT or len(body) > REPORT_LIMIT:
+        body = body[:REPORT_LIMIT] + TRUNCATED
+    return info.pr_number, body
 
 
 def upsert_from_artifact(
@@ -129,7 +130,7 @@ def upsert_from_artifact(
                 return None
         actual = github.pull(number).get("head", {}).get("sha")
     except GitHubError as error:
-        raise CommentError(explain(error, number or 0), error.status) from None
+        raise CommentError(explain(error, number or 0), status=error.status) from None
     if actual != head_sha:
         raise CommentError(
             f"PR #{number}'s head is {str(actual)[:12]}, not the workflow run's "

@@ -26,7 +26,6 @@ from machine_learning.provenance import (
     TAG_RUN_URL,
     TAG_TEST_DIGEST,
 )
-from machine_learning.run_record import RunRecord, is_run_id
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
     from ci.bootstrap import Comparison
     from ci.thresholds import Threshold
+    from machine_learning.run_record import RunRecord
 
 
 class GateError(RuntimeError):
@@ -54,18 +54,8 @@ class Candidate:
     run_url: str = ""
 
 
-def load_candidate(client: MlflowClient, run_id: str | None, run_json: Path | None) -> Candidate:
-    """The candidate from ``--run-id`` or from the ``run.json`` the training job wrote."""
-    record = RunRecord.read(run_json) if run_json is not None else None
-    if record is not None:
-        if not record.run_id:
-            raise GateError(
-                f"{run_json} has no run id (status: {record.status!r}); "
-                "the training run was not logged"
-            )
-        run_id = record.run_id
-    if not run_id or not is_run_id(run_id):
-        raise GateError(f"--run-id {str(run_id)[:40]!r} is not an MLflow run id (32 hex digits)")
+def load_candidate(client: MlflowClient, run_id: str, record: RunRecord | None) -> Candidate:
+    """The candidate run, with what the training job's ``run.json`` adds when there is one."""
     run = _get_run(client, run_id)
     outputs = run.outputs.model_outputs if run.outputs else []
     model_uri = (record and record.model_uri) or (

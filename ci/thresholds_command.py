@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ci.registry import ensure_registered_model, write_thresholds
 from ci.thresholds import SEED_FILE, ThresholdError, from_seed_file, from_tags, updated
@@ -40,9 +40,9 @@ def sync(client: MlflowClient, name: str, path: Path | None) -> list[str]:
     return [f"{rule.tag:<22} {rule.describe()}" for rule in from_tags(_tags(client, name))]
 
 
-def update(client: MlflowClient, name: str, args: argparse.Namespace) -> list[str]:
-    """Change the fields given on the command line of one metric's threshold; keep the rest."""
-    changes: dict = {}
+def requested_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields ``set`` was given, checked (metric name included) before MLflow is asked."""
+    changes: dict[str, Any] = {}
     if args.threshold is not None:
         changes["threshold"] = _threshold(args.threshold)
     if args.direction is not None:
@@ -56,8 +56,14 @@ def update(client: MlflowClient, name: str, args: argparse.Namespace) -> list[st
             "set needs at least one of --threshold, --direction, --tolerance-absolute, "
             "--tolerance-relative"
         )
+    updated(None, args.metric, changes)  # raises on an unknown metric or a bad value
+    return changes
+
+
+def update(client: MlflowClient, name: str, metric: str, changes: dict[str, Any]) -> list[str]:
+    """Change the given fields of one metric's threshold; keep the rest."""
     current = {rule.metric: rule for rule in from_tags(ensure_registered_model(client, name))}
-    rule = updated(current.get(args.metric), args.metric, changes)
+    rule = updated(current.get(metric), metric, changes)
     write_thresholds(client, name, [rule])
     return [f"{rule.tag:<22} {rule.describe()}"]
 

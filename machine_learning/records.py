@@ -29,11 +29,13 @@ class RecordError(ValueError):
     """A record file that cannot be used; the message names the file and the field."""
 
 
-def read_bytes(path: Path, max_bytes: int = MAX_BYTES) -> bytes:
+def read_bytes(path: Path, max_bytes: int = MAX_BYTES, cut: bool = False) -> bytes:
     """At most ``max_bytes`` of a regular file, refusing symlinks, FIFOs and devices.
 
     Opened without following a final symlink and without blocking, then checked with ``fstat``
-    on the open descriptor, so a file swapped after a check cannot be read instead.
+    on the open descriptor, so a file swapped after a check cannot be read instead. A longer
+    file is an error, or with ``cut`` its first ``max_bytes + 1`` bytes (the caller sees it was
+    longer, and never reads a huge file whole).
     """
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
@@ -45,7 +47,7 @@ def read_bytes(path: Path, max_bytes: int = MAX_BYTES) -> bytes:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise RecordError(f"cannot read {path}: not a regular file")
         data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
+    if len(data) > max_bytes and not cut:
         raise RecordError(f"{path} is larger than {max_bytes:,} bytes")
     return data
 

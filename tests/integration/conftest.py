@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +86,22 @@ def client(stack):
     mlflow.set_tracking_uri(stack.tracking_uri)
     yield mlflow.MlflowClient(stack.tracking_uri)
     mlflow.set_tracking_uri(None)
+
+
+IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
+
+
+def unprivileged_stack(name: str) -> NativeStack:
+    """A native stack whose server runs as the image's uid, in a folder it can reach."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"pb-{name}-"))
+    workdir.chmod(0o755)
+    return NativeStack(workdir, user=IMAGE_UID).up()
+
+
+@pytest.fixture(scope="session")
+def live():
+    """A stack of its own for tests that restore into it or break its artifact store."""
+    stack = unprivileged_stack("live")
+    yield stack
+    stack.down()
+    shutil.rmtree(stack.workdir, ignore_errors=True)

@@ -13,7 +13,6 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,27 +21,12 @@ from ci.cli import main
 from ci.stack import NativeStack
 from machine_learning.provenance import TAG_BRANCH
 from tests.conftest import REPO_ROOT, cli_env, run_cli
+from tests.integration.conftest import IMAGE_UID, unprivileged_stack
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="runs the server as another uid (setpriv)"),
 ]
-IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
-
-
-def unprivileged_stack(name: str) -> NativeStack:
-    """A native stack whose server runs as the image's uid, in a folder it can reach."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"pb-{name}-"))
-    workdir.chmod(0o755)
-    return NativeStack(workdir, user=IMAGE_UID).up()
-
-
-@pytest.fixture(scope="module")
-def live():
-    stack = unprivileged_stack("live")
-    yield stack
-    stack.down()
-    shutil.rmtree(stack.workdir, ignore_errors=True)
 
 
 @pytest.fixture

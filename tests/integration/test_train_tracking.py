@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -173,3 +174,30 @@ def test_the_default_is_the_embedded_store_in_the_working_directory(tmp_path):
     )
     assert check.stdout.split() == ["logistic_regression", "2"]
     assert list((tmp_path / "mlruns").rglob("MLmodel"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the server as another uid (setpriv)")
+def test_a_run_that_fails_half_way_is_marked_failed_and_keeps_its_id(live, tmp_path):
+    """The server cannot write the experiment's artifact folder (owned by root, the server
+    runs as the image's user): the model upload fails after the run was created."""
+    import mlflow
+
+    client = mlflow.MlflowClient(live.tracking_uri)
+    experiment = client.create_experiment(f"blocked-{uuid.uuid4().hex[:8]}")
+    (live.artifacts_dir / experiment).mkdir(mode=0o755)
+    done = run_cli(
+        "train",
+        "--tracking-uri",
+        live.tracking_uri,
+        "--experiment",
+        client.get_experiment(experiment).name,
+        "--output-dir",
+        "out",
+        *SMALL,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 3, done.stderr
+    record = read_json(tmp_path / "out/run.json")
+    assert record["status"] == "tracking failed" and record["run_id"]
+    assert client.get_run(record["run_id"]).info.status == "FAILED"
+    assert (tmp_path / "out/model/MLmodel").exists()

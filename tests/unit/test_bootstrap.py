@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ci.bootstrap import compare, point_metrics, resample_weights
+from ci.bootstrap import EPSILON, compare, point_metrics, resample_weights
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,14 @@ def test_resample_weights_keep_the_original_sample_first():
     weights = resample_weights(1_000, 50, seed=0)
     assert weights.shape == (1_000, 51) and (weights[:, 0] == 1).all()
     assert abs(weights[:, 1:].mean() - 1.0) < 0.02
+
+
+def test_confident_float32_probabilities_give_a_finite_log_loss():
+    """XGBoost answers in float32, where 1 - 1e-15 rounds to 1: a wrong, certain answer
+    would be log(0) unless the probabilities are clipped in float64."""
+    y = np.array([0, 1, 0, 1])
+    proba = np.array([1.0, 1.0, 0.0, 0.2], dtype=np.float32)
+    loss = point_metrics(y, proba)["log_loss"]
+    assert np.isfinite(loss)
+    expected = (-np.log(1 - (1 - EPSILON)) - np.log(0.2)) / 4  # one certain miss, one at 0.2
+    assert loss == pytest.approx(expected, rel=1e-9)
