@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import metadata
 import sys
 from pathlib import Path
 
@@ -222,7 +223,8 @@ def _workflow_step_parsers(add) -> None:
         "server-mode",
         "team server or ephemeral stack (workflow step)",
         "Team mode when $TEAM_TRACKING_URI is set (the MLFLOW_TRACKING_URI repository variable): "
-        "exports it as MLFLOW_TRACKING_URI. Writes team=true|false to $GITHUB_OUTPUT.",
+        "exports it as MLFLOW_TRACKING_URI. Writes team=true|false and mlflow=<version> (the "
+        "state cache's key) to $GITHUB_OUTPUT.",
         parents=(),
     )
     add(
@@ -403,6 +405,8 @@ def run_server_mode(args: argparse.Namespace) -> int:
 
     team = os.environ.get("TEAM_TRACKING_URI", "")
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
+    # Part of the state cache's key: a snapshot is restored only by the MLflow that saved it.
+    append_github_file("GITHUB_OUTPUT", f"mlflow={metadata.version('mlflow')}", os.environ)
     if team:
         append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={team}", os.environ)
     print(

@@ -26,6 +26,28 @@ import sys
 from pathlib import Path
 
 ARTIFACT_ROOT = "mlflow:/mlartifacts"
+IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
+
+
+def install(bin_dir: Path) -> Path:
+    """Put a ``docker`` that runs this script into ``bin_dir``; returns the folder."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "docker"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" "$@"\n')
+    script.chmod(0o755)
+    return bin_dir
+
+
+def environment(backend_uri: str, artifacts: Path) -> dict[str, str]:
+    """The variables that point the stand-in at a native stack (its database URL, folder)."""
+    base, database = backend_uri.rsplit("/", 1)
+    return {
+        "FAKE_DOCKER_PG": base,
+        "FAKE_DOCKER_DB": database,
+        "FAKE_DOCKER_ARTIFACTS": str(artifacts),
+        "FAKE_DOCKER_UID": str(IMAGE_UID),
+        "FAKE_DOCKER_MLFLOW": str(Path(sys.executable).parent / "mlflow"),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -19,6 +19,7 @@ import pytest
 
 from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, NativeStack
 from tests.conftest import stack_backend
+from tests.fake_docker import IMAGE_UID
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,6 @@ def client(stack):
     mlflow.set_tracking_uri(stack.tracking_uri)
     yield mlflow.MlflowClient(stack.tracking_uri)
     mlflow.set_tracking_uri(None)
-
-
-IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
 
 
 def unprivileged_stack(name: str) -> NativeStack:

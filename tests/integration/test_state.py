@@ -20,7 +20,8 @@ import pytest
 from ci.cli import main
 from ci.stack import NativeStack
 from machine_learning.provenance import TAG_BRANCH
-from tests.conftest import REPO_ROOT, cli_env, run_cli
+from tests import fake_docker
+from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import IMAGE_UID, unprivileged_stack
 
 pytestmark = [
@@ -359,24 +360,15 @@ def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
 @pytest.fixture
 def compose_stand_in(tmp_path, monkeypatch):
     """``docker`` on PATH: tests/fake_docker.py, backed by the stack given to ``use``."""
-    bin_dir = tmp_path / "docker-bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" "{REPO_ROOT}/tests/fake_docker.py" "$@"\n'
-    )
-    script.chmod(0o755)
+    bin_dir = fake_docker.install(tmp_path / "docker-bin")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MLFLOW_STATE_DATABASE", "compose")
     monkeypatch.delenv("MLFLOW_STATE_ARTIFACTS", raising=False)
 
     def use(stack: NativeStack) -> None:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
-        monkeypatch.setenv("FAKE_DOCKER_PG", stack.backend_uri.rsplit("/", 1)[0])
-        monkeypatch.setenv("FAKE_DOCKER_DB", stack.database)
-        monkeypatch.setenv("FAKE_DOCKER_ARTIFACTS", str(stack.artifacts_dir))
-        monkeypatch.setenv("FAKE_DOCKER_UID", str(IMAGE_UID))
-        monkeypatch.setenv("FAKE_DOCKER_MLFLOW", str(Path(sys.executable).parent / "mlflow"))
+        for name, value in fake_docker.environment(stack.backend_uri, stack.artifacts_dir).items():
+            monkeypatch.setenv(name, value)
 
     return use
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ci.stack import NativeStack
+from tests import fake_docker
 from tests.workflows.expressions import Evaluator, condition, interpolate, standard_functions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +173,7 @@ class _JobState:
             "GITHUB_HEAD_REF": event.head_ref,
             "GITHUB_REPOSITORY": runner.repository,
             "GITHUB_RUN_ID": str(event.run_id),
+            "GITHUB_RUN_ATTEMPT": "1",
             "GITHUB_SERVER_URL": "https://github.com",
             "GITHUB_API_URL": runner.github_api,
             "GITHUB_WORKSPACE": str(self.workspace),
@@ -187,6 +189,7 @@ class _JobState:
                 "head_ref": event.head_ref,
                 "repository": runner.repository,
                 "run_id": str(event.run_id),
+                "run_attempt": "1",
                 "token": runner.token,
             },
             "inputs": inputs,
@@ -247,6 +250,9 @@ class _JobState:
             base["UV_PROJECT_ENVIRONMENT"] = str(self.runner.venv)
         merged = base | self.runner_env | {k: str(v) for k, v in self.contexts["env"].items()}
         merged |= self.exported_env | {k: str(v) for k, v in step_env.items()}
+        if self.stack is not None:
+            docker = fake_docker.install(self.runner.home / "docker-bin")
+            merged["PATH"] = f"{docker}{os.pathsep}{merged['PATH']}"
         return merged | {name: str(path) for name, path in files.items()}
 
     def _bash(self, script: str, env: dict, files: dict) -> str:
@@ -387,10 +393,10 @@ def _stack_up(job: _JobState, files: dict) -> str:
     stack = NativeStack(job.work / "stack").up()
     job.runner.stacks.append(stack)
     job.stack = stack
-    files["GITHUB_ENV"].write_text(
-        f"MLFLOW_TRACKING_URI={stack.tracking_uri}\nMLFLOW_STATE_DATABASE={stack.backend_uri}\n"
-        f"MLFLOW_STATE_ARTIFACTS={stack.artifacts_dir}\n"
-    )
+    # Later steps reach it as the compose project: `docker` is tests/fake_docker.py.
+    exported = {"MLFLOW_TRACKING_URI": stack.tracking_uri}
+    exported |= fake_docker.environment(stack.backend_uri, stack.artifacts_dir)
+    files["GITHUB_ENV"].write_text("".join(f"{k}={v}\n" for k, v in exported.items()))
     return f"native stack at {stack.tracking_uri}"
 
 

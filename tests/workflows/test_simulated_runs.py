@@ -205,7 +205,7 @@ def test_a_dispatch_input_the_cli_refuses_fails_the_train_step(world):
     assert result.conclusion == "failure"
     train = result.step("Train")
     assert train.outcome == "failure"
-    assert "argument --n-trials: must be greater than 0, got 0" in train.output
+    assert "argument --n-trials: must be between 1 and 1,000" in train.output
 
 
 def test_same_repo_pull_request_events_do_not_train_twice(world):
