@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import metadata
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from ci.registry import REGISTERED_MODEL
