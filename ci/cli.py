@@ -336,14 +336,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_thresholds(args: argparse.Namespace) -> int:
-    from ci.thresholds import ThresholdError
+    from ci.thresholds import SEED_FILE, ThresholdError, from_seed_file
     from ci.thresholds_command import requested_changes, show, sync, update
 
     try:
         if args.action == "show":
             lines = show(_client(args, mutating=False), args.model_name)
         elif args.action == "sync":
-            lines = sync(_client(args, mutating=True), args.model_name, args.file)
+            rules = from_seed_file(args.file or SEED_FILE)
+            lines = sync(_client(args, mutating=True), args.model_name, rules)
         else:
             changes = requested_changes(args)
             lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)

@@ -330,7 +330,7 @@ class DockerStack:
         try:
             self._compose("up --build --wait --wait-timeout 300")
         except Exception as exc:  # ComposeFailed, or pytest-docker's bare Exception
-            raise StackError(self._failure_report()) from exc
+            raise StackError(self._failure_report(exc)) from exc
         return self
 
     def restart_server(self) -> None:
@@ -347,12 +347,20 @@ class DockerStack:
         return self._compose(probe).decode().strip() == "yes"
 
     def down(self) -> None:
-        self._compose("down -v")
+        try:
+            self._compose("down -v")
+        except ComposeFailed as error:
+            raise StackError(str(error)) from None
 
-    def _failure_report(self) -> str:
+    def _failure_report(self, error: Exception) -> str:
+        """The failed services and their logs; the error itself when Docker cannot say more."""
         import json
 
-        lines = self._compose("ps -a --format json", success_codes=(0, 1)).decode().splitlines()
+        try:
+            lines = self._compose("ps -a --format json", success_codes=(0, 1)).decode()
+        except Exception:  # no docker at all, or no engine: the report would fail the same way
+            return f"docker compose up failed: {error}"
+        lines = lines.splitlines()
         failed = []
         for container in (json.loads(line) for line in lines if line.startswith("{")):
             healthy = container.get("Health") in ("", "healthy") and container["State"] == "running"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ci.registry import ensure_registered_model, write_thresholds
-from ci.thresholds import SEED_FILE, ThresholdError, from_seed_file, from_tags, updated
+from ci.thresholds import (
+    SEED_FILE,
+    Threshold,
+    ThresholdError,
+    from_seed_file,
+    from_tags,
+    updated,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,9 +39,8 @@ def show(client: MlflowClient, name: str) -> list[str]:
     ]
 
 
-def sync(client: MlflowClient, name: str, path: Path | None) -> list[str]:
-    """Make the registry's gate.* tags equal to the file's (all validated before any write)."""
-    rules = from_seed_file(path or SEED_FILE)
+def sync(client: MlflowClient, name: str, rules: list[Threshold]) -> list[str]:
+    """Make the registry's gate.* tags equal to ``rules`` (read and validated beforehand)."""
     write_thresholds(client, name, rules, replace_all=True)
     return [f"{rule.tag:<22} {rule.describe()}" for rule in from_tags(_tags(client, name))]
 

@@ -13,13 +13,12 @@ import uuid
 import pytest
 
 from ci.cli import main
-from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
+from ci.gate_record import GateRecord
 from ci.promote import PromotionRefused, promote, rollback
-from ci.verdict import Verdict
-from machine_learning.run_record import RunRecord
+from tests.records import SHA, sample_run
+from tests.records import sample_gate as gate_for
 
 pytestmark = pytest.mark.integration
-SHA = "c" * 40
 RACES = 20
 
 
@@ -37,27 +36,6 @@ def experiment(stack):
 
 def candidate_run(client, experiment: str) -> str:
     return client.create_run(experiment).info.run_id
-
-
-def gate_for(run_id: str, champion: str | None, verdict: str = "pass") -> GateRecord:
-    return GateRecord(
-        verdict=Verdict(verdict),
-        thresholds_source="test",
-        resamples=0,
-        candidate=CandidateSummary(
-            run_id=run_id, model_uri=f"runs:/{run_id}/model", n_test=100, git_sha=SHA
-        ),
-        champion=ChampionSummary(version=champion) if champion else None,
-        metrics=[
-            MetricRow(
-                metric="test_f1",
-                candidate=0.9,
-                verdict=Verdict(verdict),
-                reason="test",
-                threshold="≥ 0.85",
-            )
-        ],
-    )
 
 
 def aliases(client, name: str) -> tuple[str | None, str | None]:
@@ -159,19 +137,7 @@ def test_racing_moves_leave_a_consistent_registry_and_exactly_one_winner(
 def promotion_files(tmp_path, client, experiment) -> tuple[str, str]:
     run_id = candidate_run(client, experiment)
     gate_for(run_id, None).write(tmp_path / "gate.json")
-    RunRecord(
-        status="logged",
-        model="xgboost",
-        dataset_version="v2",
-        scenario_type="random",
-        seed=1,
-        dataset_digest="d",
-        test_digest="t",
-        local_model="outputs/model",
-        tracking_uri="x",
-        experiment="e",
-        run_id=run_id,
-    ).write(tmp_path / "run.json")
+    sample_run(run_id).write(tmp_path / "run.json")
     return str(tmp_path / "gate.json"), str(tmp_path / "run.json")
 
 

@@ -1,9 +1,13 @@
 """The CLI's contract: help without heavy imports, one-line errors, exit codes."""
 
+import argparse
 import subprocess
 import sys
 
 import pytest
+
+from ci.cli import build_parser as ci_parser
+from machine_learning.cli import build_parser as training_parser
 
 from tests.conftest import cli_env, run_cli
 
@@ -90,3 +94,24 @@ def test_unreachable_server_in_ci_fails_fast_with_one_line(tmp_path):
         "/health; start it or point --tracking-uri at a running server"
     ]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def _commands(parser):
+    """Every (sub)command parser, nested ones (``thresholds set``) included."""
+    for action in parser._actions:  # argparse has no public API for its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from _commands(sub)
+
+
+@pytest.mark.parametrize("build", [training_parser, ci_parser], ids=["machine_learning", "ci"])
+def test_every_option_has_help_and_shows_its_default_once(build):
+    for command in [build(), *_commands(build())]:
+        text = command.format_help()
+        assert "(default: None)" not in text, command.prog
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{command.prog} {action.option_strings[0]} has no help"
+                shown = command._get_formatter()._expand_help(action)
+                assert shown.count("default") <= 1, f"{command.prog}: {shown}"
