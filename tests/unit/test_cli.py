@@ -8,7 +8,6 @@ import pytest
 
 from ci.cli import build_parser as ci_parser
 from machine_learning.cli import build_parser as training_parser
-
 from tests.conftest import cli_env, run_cli
 
 
