@@ -7,7 +7,9 @@ Standard library only: the comment step runs in a privileged job with a minimal 
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 import re
 import time
 import urllib.error
@@ -28,23 +30,29 @@ class GitHubError(RuntimeError):
 @dataclass
 class GitHubClient:
     """The few REST calls the CI uses, on the standard library only (the comment job installs
-    nothing heavy). Retries 5xx answers and waits out rate limits, honouring ``retry-after``."""
+    nothing heavy). Retries 5xx answers and waits out rate limits, honouring ``retry-after``,
+    within ``budget_s`` seconds a call: a black-holed API is reported in time, not minutes."""
 
     repository: str
     token: str = field(repr=False)
     api_url: str = "https://api.github.com"
     attempts: int = 4
-    max_wait_s: float = 60.0
+    max_wait_s: float = 20.0
+    budget_s: float = 50.0
+    request_timeout_s: float = 10.0
     sleep: Callable[[float], None] = time.sleep
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[Any, dict]:
         """JSON answer and headers of one call, after retries."""
+        deadline = time.monotonic() + self.budget_s
         for attempt in range(1, self.attempts + 1):
-            status, headers, payload = self._send(method, path, body)
+            timeout = max(min(self.request_timeout_s, deadline - time.monotonic()), 0.1)
+            status, headers, payload = self._send(method, path, body, timeout)
             if status < 400:
                 return payload, headers
             wait = self._retry_wait(status, headers, attempt)
-            if wait is None or attempt == self.attempts:
+            out_of_time = wait is not None and time.monotonic() + wait > deadline
+            if wait is None or attempt == self.attempts or out_of_time:
                 message = payload.get("message", "") if isinstance(payload, dict) else ""
                 raise GitHubError(status, f"{method} {path}: {status} {message}".strip())
             self.sleep(wait)
@@ -76,17 +84,25 @@ class GitHubClient:
         return self.request("PATCH", path, {"body": body})[0]
 
     def _retry_wait(self, status: int, headers: dict, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None when retrying cannot help."""
+        """Seconds to wait before retrying, or None when retrying cannot help.
+
+        Header values come from the network: a malformed one falls back to backoff.
+        """
+        backoff = min(2.0 ** (attempt - 1), self.max_wait_s)
         if "retry-after" in headers:
-            return min(float(headers["retry-after"]), self.max_wait_s)
+            return min(_seconds_until(headers["retry-after"], backoff), self.max_wait_s)
         if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
-            reset = float(headers.get("x-ratelimit-reset", time.time() + 60))
+            reset = _number(headers.get("x-ratelimit-reset", ""))
+            if reset is None:
+                return backoff
             return min(max(reset - time.time(), 1.0), self.max_wait_s)
         if status == 429 or status >= 500:
-            return min(2.0 ** (attempt - 1), self.max_wait_s)
+            return backoff
         return None
 
-    def _send(self, method: str, path: str, body: dict | None) -> tuple[int, dict, Any]:
+    def _send(
+        self, method: str, path: str, body: dict | None, timeout: float
+    ) -> tuple[int, dict, Any]:
         url = path if path.startswith("http") else f"{self.api_url.rstrip('/')}{path}"
         request = urllib.request.Request(
             url,
@@ -101,12 +117,32 @@ class GitHubClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _lower(response.headers), _json(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _lower(error.headers), _json(error.read())
         except (urllib.error.URLError, OSError) as error:
             return 599, {}, {"message": f"no answer from {self.api_url}: {error}"}
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _seconds_until(retry_after: str, fallback: float) -> float:
+    """``Retry-After`` as seconds: a number, or an HTTP date; anything else: ``fallback``."""
+    seconds = _number(retry_after)
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return fallback
+        seconds = when.timestamp() - time.time()
+    return max(seconds, 0.0)
 
 
 def _lower(headers) -> dict[str, str]:

@@ -189,3 +189,37 @@ def test_cli_needs_a_token(github, tmp_path):
     assert done.stderr.strip() == (
         "error: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)"
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "waited"),
+    [
+        ({"Retry-After": "abc"}, 1.0),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "nan"}, 1.0),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # in the past: no wait
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "soon"}, 1.0),
+    ],
+)
+def test_malformed_rate_limit_headers_fall_back_to_backoff(github, headers, waited):
+    github.add_pull(7, SHA)
+    github.failures.append((429, headers, {"message": "slow down"}))
+    sleeps: list[float] = []
+    assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
+    assert sleeps == [waited]
+
+
+def test_a_black_holed_api_is_reported_within_the_budget():
+    import socket
+    import time
+
+    with socket.socket() as hole:  # accepts connections (backlog) and never answers
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        github = GitHubClient("o/r", "t", url, budget_s=2.0, request_timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(GitHubError) as error:
+            github.pull(1)
+        assert time.monotonic() - started < 5.0
+    assert error.value.status == 599 and "no answer" in str(error.value)
