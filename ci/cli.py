@@ -33,6 +33,7 @@ from machine_learning.failures import (
 )
 
 OUTPUTS = Path("outputs")
+ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --help stays light
 RESAMPLES = int_in(100, 100_000, "fewer make the interval meaningless, more take minutes")
 HISTORY = int_in(0, 200, "a PR comment has room for about 200 rows")
 MUTATING = "changes the registry: never falls back to the embedded store"
@@ -191,6 +192,16 @@ def _comment_parser(add) -> None:
     comment.add_argument(
         "--kind", choices=["train", "eval"], default="train", help="one comment per kind"
     )
+    comment.add_argument(
+        "--author",
+        default=ACTIONS_BOT,
+        help="login the token writes as; only its comments are ever edited",
+    )
+    comment.add_argument(
+        "--read-only-ok",
+        action="store_true",
+        help="a 403 (a fork's read-only token) is a warning, not an error",
+    )
 
 
 def _state_parser(add) -> None:
@@ -254,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_comment(args: argparse.Namespace) -> int:
-    from ci.comment import CommentError, find_pull_request, upsert, upsert_from_artifact
+    from ci.comment import (
+        CommentError,
+        Superseded,
+        find_pull_request,
+        upsert,
+        upsert_from_artifact,
+    )
     from ci.github import GitHubClient
 
     token = os.environ.get("GITHUB_TOKEN", "")
@@ -269,7 +286,9 @@ def run_comment(args: argparse.Namespace) -> int:
     github = GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
     try:
         if args.artifact_dir:
-            posted = upsert_from_artifact(github, args.artifact_dir, args.head_sha, args.kind)
+            posted = upsert_from_artifact(
+                github, args.artifact_dir, args.head_sha, args.kind, args.author
+            )
             if posted is None:
                 print(f"commit {args.head_sha[:12]} belongs to no open pull request: no comment")
                 return 0
@@ -277,9 +296,12 @@ def run_comment(args: argparse.Namespace) -> int:
         else:
             body = _read_text(args.body)
             pr = args.pr or find_pull_request(github, sha)
-            result = upsert(github, pr, body, args.kind)
+            result = upsert(github, pr, body, args.kind, args.author)
+    except Superseded as superseded:
+        print(f"::notice title=No PR comment::{superseded}")
+        return 0
     except CommentError as error:
-        if error.status == 403:
+        if error.status == 403 and args.read_only_ok:
             print(f"::warning title=No PR comment::{error}")
             return 0
         raise Failure(str(error), error.code) from None

@@ -7,6 +7,7 @@ Standard library only: this runs in the privileged ``workflow_run`` job.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from machine_learning.records import RecordError, read_bytes
 BODY_LIMIT = 65_536
 TRUNCATED = "\n\n_(cut to fit GitHub's comment limit; the full report is in the job summary)_\n"
 REPORT_LIMIT = BODY_LIMIT - 64 - len(TRUNCATED)  # room for the marker and the note
+ACTIONS_BOT = "github-actions[bot]"  # who GITHUB_TOKEN writes as
+CREATE_ATTEMPTS = 3
+MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space after @ notifies nobody
 
 
 class CommentError(RuntimeError):
@@ -27,6 +31,10 @@ class CommentError(RuntimeError):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+class Superseded(RuntimeError):
+    """The PR's head moved on before this comment job ran: nothing to post, not a failure."""
 
 
 @dataclass(frozen=True)
@@ -50,36 +58,75 @@ def find_pull_request(github: GitHubClient, sha: str) -> int:
     return int(chosen[0]["number"])
 
 
-def upsert(github: GitHubClient, pr: int, body: str, kind: str) -> Upserted:
-    """Create or update the PR's comment of this kind."""
+def upsert(
+    github: GitHubClient, pr: int, body: str, kind: str, author: str = ACTIONS_BOT
+) -> Upserted:
+    """Create or update the PR's comment of this kind, written by ``author``.
+
+    Only ``author``'s comments that start with the marker count: a person quoting the marker
+    is never overwritten. Creating is never blindly retried: after a failed create the
+    comments are listed again and one that was in fact created is adopted. Extra comments of
+    ours (left by an earlier failure) are deleted, so the PR keeps one.
+    """
     tag = marker(kind)
-    text = f"{tag}\n{body}"
+    text = f"{tag}\n{neutralise(body)}"
     if len(text) > BODY_LIMIT:
         raise CommentError(
             f"the comment is {len(text):,} characters; GitHub accepts "
             f"{BODY_LIMIT:,}: render the report with its size limit"
         )
     try:
-        existing = next(
-            (c for c in github.issue_comments(pr) if tag in (c.get("body") or "")), None
-        )
-        if existing:
-            result, action = github.update_comment(existing["id"], text), "updated"
-        else:
-            result, action = github.create_comment(pr, text), "created"
+        mine = _ours(github, pr, tag, author)
+        if not mine:
+            return _create(github, pr, text, tag, author)
+        result = github.update_comment(mine[0]["id"], text)
+        for extra in mine[1:]:
+            github.delete_comment(extra["id"])
     except GitHubError as error:
         raise CommentError(explain(error, pr), status=error.status) from None
-    return Upserted(action, int(result["id"]), result.get("html_url", ""))
+    healed = f" ({len(mine) - 1} duplicate(s) of ours deleted)" if len(mine) > 1 else ""
+    return Upserted(f"updated{healed}", int(result["id"]), result.get("html_url", ""))
+
+
+def neutralise(body: str) -> str:
+    """Untrusted text made inert: no HTML comment can pose as a marker, no @-mention notifies."""
+    return MENTION.sub("@\u200b", body.replace("<!--", "&lt;!--"))
+
+
+def _ours(github: GitHubClient, pr: int, tag: str, author: str) -> list[dict]:
+    return [
+        comment
+        for comment in github.issue_comments(pr)
+        if (comment.get("user") or {}).get("login") == author
+        and (comment.get("body") or "").startswith(tag)
+    ]
+
+
+def _create(github: GitHubClient, pr: int, text: str, tag: str, author: str) -> Upserted:
+    """POST once per attempt; after a failure that may have been applied, look before retrying."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            result = github.create_comment(pr, text)
+            return Upserted("created", int(result["id"]), result.get("html_url", ""))
+        except GitHubError as error:
+            if not error.retryable or attempt == CREATE_ATTEMPTS:
+                raise
+        github.sleep(float(attempt))
+        mine = _ours(github, pr, tag, author)
+        if mine:  # the failed POST was applied after all
+            result = github.update_comment(mine[0]["id"], text)
+            return Upserted("created", int(result["id"]), result.get("html_url", ""))
+    raise AssertionError("unreachable")
 
 
 def explain(error: GitHubError, pr: int) -> str:
     """What a failed call means for the user."""
     if error.status == 403:
         return (
-            f"GitHub refused to comment on PR #{pr} (403): the token is read-only, as it "
-            "is for pull requests from forks; the report stays in the job summary and the "
-            "pr-comment workflow posts it ({error})"
-        ).replace("{error}", str(error))
+            f"GitHub refused to comment on PR #{pr} (403): the token is read-only (as for "
+            "pull requests from forks) or lacks pull-requests: write; the report stays in the "
+            f"job summary ({error})"
+        )
     if error.status == 404:
         return f"PR #{pr} or the repository was not found (404): check --pr and --repo ({error})"
     if error.status == 422:
@@ -115,11 +162,12 @@ def read_artifact(directory: Path, head_sha: str) -> tuple[int | None, str]:
 
 
 def upsert_from_artifact(
-    github: GitHubClient, directory: Path, head_sha: str, kind: str
+    github: GitHubClient, directory: Path, head_sha: str, kind: str, author: str = ACTIONS_BOT
 ) -> tuple[int, Upserted] | None:
     """Comment the artifact's report on its PR after checking the PR's head is ``head_sha``.
 
-    Returns None when the commit belongs to no open PR (a push to a branch without one).
+    Returns None when the commit belongs to no open PR (a push to a branch without one);
+    raises Superseded when the PR has moved on to another head since.
     """
     number, body = read_artifact(directory, head_sha)
     try:
@@ -132,8 +180,8 @@ def upsert_from_artifact(
     except GitHubError as error:
         raise CommentError(explain(error, number or 0), status=error.status) from None
     if actual != head_sha:
-        raise CommentError(
-            f"PR #{number}'s head is {str(actual)[:12]}, not the workflow run's "
-            f"head {head_sha[:12]}: refusing to comment"
+        raise Superseded(
+            f"PR #{number} has moved on to {str(actual)[:12]} since this run of "
+            f"{head_sha[:12]}: superseded, its own run will comment"
         )
-    return number, upsert(github, number, body, kind)
+    return number, upsert(github, number, body, kind, author)

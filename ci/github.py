@@ -20,11 +20,16 @@ from typing import Any
 
 
 class GitHubError(RuntimeError):
-    """A GitHub API call failed; ``status`` is the HTTP status (0: no answer)."""
+    """A GitHub API call failed; ``status`` is the HTTP status (599: no answer)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """A failure that may be gone on the next try (and may have been applied)."""
+        return self.status in (429, 599) or 500 <= self.status < 600
 
 
 @dataclass
@@ -42,17 +47,20 @@ class GitHubClient:
     request_timeout_s: float = 10.0
     sleep: Callable[[float], None] = time.sleep
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[Any, dict]:
-        """JSON answer and headers of one call, after retries."""
+    def request(
+        self, method: str, path: str, body: dict | None = None, retry: bool = True
+    ) -> tuple[Any, dict]:
+        """JSON answer and headers of one call, after retries (none when ``retry`` is False:
+        a create that failed may have been applied, and only the caller can look)."""
         deadline = time.monotonic() + self.budget_s
-        for attempt in range(1, self.attempts + 1):
+        for attempt in range(1, (self.attempts if retry else 1) + 1):
             timeout = max(min(self.request_timeout_s, deadline - time.monotonic()), 0.1)
             status, headers, payload = self._send(method, path, body, timeout)
             if status < 400:
                 return payload, headers
-            wait = self._retry_wait(status, headers, attempt)
+            wait = self._retry_wait(status, headers, attempt, payload)
             out_of_time = wait is not None and time.monotonic() + wait > deadline
-            if wait is None or attempt == self.attempts or out_of_time:
+            if wait is None or not retry or attempt == self.attempts or out_of_time:
                 message = payload.get("message", "") if isinstance(payload, dict) else ""
                 raise GitHubError(status, f"{method} {path}: {status} {message}".strip())
             self.sleep(wait)
@@ -77,13 +85,18 @@ class GitHubClient:
 
     def create_comment(self, number: int, body: str) -> dict:
         path = f"/repos/{self.repository}/issues/{number}/comments"
-        return self.request("POST", path, {"body": body})[0]
+        return self.request("POST", path, {"body": body}, retry=False)[0]
+
+    def delete_comment(self, comment_id: int) -> None:
+        self.request("DELETE", f"/repos/{self.repository}/issues/comments/{comment_id}")
 
     def update_comment(self, comment_id: int, body: str) -> dict:
         path = f"/repos/{self.repository}/issues/comments/{comment_id}"
         return self.request("PATCH", path, {"body": body})[0]
 
-    def _retry_wait(self, status: int, headers: dict, attempt: int) -> float | None:
+    def _retry_wait(
+        self, status: int, headers: dict, attempt: int, payload: Any = None
+    ) -> float | None:
         """Seconds to wait before retrying, or None when retrying cannot help.
 
         Header values come from the network: a malformed one falls back to backoff.
@@ -96,7 +109,8 @@ class GitHubClient:
             if reset is None:
                 return backoff
             return min(max(reset - time.time(), 1.0), self.max_wait_s)
-        if status == 429 or status >= 500:
+        message = payload.get("message", "") if isinstance(payload, dict) else ""
+        if status == 429 or status >= 500 or "secondary rate limit" in str(message).lower():
             return backoff
         return None
 

@@ -38,6 +38,9 @@ class FakeGitHub:
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)  # run id -> name: zip
     requests: list[Recorded] = field(default_factory=list)
     failures: deque = field(default_factory=deque)  # (status, headers, body) answered next
+    # method -> (status, headers, body) answered instead of the real answer of the next request
+    # of that method, which is applied all the same (a create made although the client saw 502).
+    failures_after: dict[str, tuple] = field(default_factory=dict)
     _next_id: int = 1000
 
     def add_pull(self, number: int, head_sha: str, state: str = "open") -> None:
@@ -76,13 +79,15 @@ class FakeGitHub:
             ("GET", rf"/repos/{repo}/issues/(\d+)/comments", self._list_comments),
             ("POST", rf"/repos/{repo}/issues/(\d+)/comments", self._create_comment),
             ("PATCH", rf"/repos/{repo}/issues/comments/(\d+)", self._update_comment),
+            ("DELETE", rf"/repos/{repo}/issues/comments/(\d+)", self._delete_comment),
             ("GET", rf"/repos/{repo}/actions/runs/(\d+)/artifacts", self._list_artifacts),
             ("GET", rf"/repos/{repo}/actions/artifacts/(\d+)/zip", self._download_artifact),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
             if verb == method and match:
-                return handler(match.group(1), query, body)
+                answer = handler(match.group(1), query, body)
+                return self.failures_after.pop(method, answer)
         return 404, {}, {"message": "Not Found"}
 
     def _pulls_for_commit(self, sha, query, body):
@@ -128,6 +133,11 @@ class FakeGitHub:
         comment["body"] = body["body"]
         return 200, {}, comment
 
+    def _delete_comment(self, comment_id, query, body):
+        if self.comments.pop(int(comment_id), None) is None:
+            return 404, {}, {"message": "Not Found"}
+        return 204, {}, b""
+
     def _list_artifacts(self, run_id, query, body):
         items = [
             {"id": int(run_id) * 100 + i, "name": name, "expired": False}
@@ -164,7 +174,7 @@ class FakeGitHub:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = _serve
+            do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
             def log_message(self, *args) -> None:
                 pass

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ci.comment import CommentError, find_pull_request, marker, upsert
+from ci.comment import ACTIONS_BOT, CommentError, find_pull_request, marker, upsert
 from ci.github import GitHubClient, GitHubError
 from tests.conftest import cli_env
 
@@ -64,7 +64,7 @@ def test_the_marker_is_found_beyond_the_first_page(github):
     github.add_pull(9, SHA)
     for i in range(150):
         github.add_comment(9, f"chatter {i}")
-    existing = github.add_comment(9, f"{marker('train')}\nold report")
+    existing = github.add_comment(9, f"{marker('train')}\nold report", user=ACTIONS_BOT)
     result = upsert(client(github), 9, "new report", "train")
     assert (result.action, result.comment_id) == ("updated", existing)
     pages = [r.query.get("page", "1") for r in github.calls("GET")]
@@ -154,8 +154,8 @@ def test_cli_creates_then_updates_and_never_imports_heavy_libraries(github, tmp_
     [
         (
             (403, {}, {"message": "Resource not accessible by integration"}),
-            0,
-            "::warning title=No PR comment::",
+            1,
+            "error: GitHub refused to comment on PR #12 (403)",
         ),
         ((404, {}, {"message": "Not Found"}), 1, "error: PR #12 or the repository was not found"),
         (
@@ -223,3 +223,49 @@ def test_a_black_holed_api_is_reported_within_the_budget():
             github.pull(1)
         assert time.monotonic() - started < 5.0
     assert error.value.status == 599 and "no answer" in str(error.value)
+
+
+def test_a_humans_comment_quoting_the_marker_is_never_edited(github):
+    github.add_pull(7, SHA)
+    quoted = github.add_comment(7, f"look: {marker('train')} is how the bot finds it")
+    forged = github.add_comment(7, f"{marker('train')}\nI wrote this", user="mallory")
+    result = upsert(client(github), 7, "report", "train")
+    assert result.action == "created" and result.comment_id not in (quoted, forged)
+    assert github.comments[forged]["body"].endswith("I wrote this")
+
+
+def test_markers_and_mentions_in_a_body_are_neutralised(github):
+    github.add_pull(7, SHA)
+    body = f"{marker('eval')}\ncc @octocat @org/team, mail a@b.c <!-- hidden -->"
+    upsert(client(github), 7, body, "train")
+    (posted,) = github.comments_on(7)
+    assert posted["body"].count("<!--") == 1 and posted["body"].startswith(marker("train"))
+    assert "@octocat" not in posted["body"] and "@\u200boctocat" in posted["body"]
+    assert upsert(client(github), 7, "next", "eval").action == "created"  # not hijacked
+    assert len(github.comments_on(7)) == 2
+
+
+def test_a_create_that_failed_but_was_applied_is_adopted_not_repeated(github):
+    github.add_pull(7, SHA)
+    github.failures_after["POST"] = (502, {}, {"message": "bad gateway"})
+    sleeps: list[float] = []
+    result = upsert(client(github, sleeps), 7, "report", "train")
+    assert result.action == "created" and len(github.comments_on(7)) == 1
+    assert [r.method for r in github.requests] == ["GET", "POST", "GET", "PATCH"]
+
+
+def test_duplicates_of_ours_are_healed_to_one(github):
+    github.add_pull(7, SHA)
+    first = github.add_comment(7, f"{marker('train')}\nold", user=ACTIONS_BOT)
+    github.add_comment(7, f"{marker('train')}\nolder duplicate", user=ACTIONS_BOT)
+    result = upsert(client(github), 7, "report", "train")
+    assert result.comment_id == first and "1 duplicate(s) of ours deleted" in result.action
+    assert [c["id"] for c in github.comments_on(7)] == [first]
+
+
+def test_a_secondary_rate_limit_403_is_waited_out(github):
+    github.add_pull(7, SHA)
+    github.failures.append((403, {}, {"message": "You have exceeded a secondary rate limit"}))
+    sleeps: list[float] = []
+    assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
+    assert sleeps == [1.0]

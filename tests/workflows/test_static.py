@@ -104,8 +104,11 @@ def test_each_job_asks_only_for_what_its_steps_use():
     }
     assert comment["jobs"]["comment"]["permissions"] == {
         "actions": "read",
+        "contents": "read",  # checkout fails on private and internal repositories without it
         "pull-requests": "write",
     }
+    assert "workflow_run.head_branch" in comment["concurrency"]["group"]
+    assert comment["concurrency"]["cancel-in-progress"] is False
     assert tests["jobs"]["tests"]["permissions"] == {"contents": "read"}
 
 
