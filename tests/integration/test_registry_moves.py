@@ -232,3 +232,16 @@ def test_thresholds_cannot_be_poisoned_and_set_changes_only_what_it_is_given(
     assert {k for k in client.get_registered_model(name).tags if k.startswith("gate.")} == {
         "gate.test_f1"
     }
+
+
+def test_the_gate_of_a_deleted_run_records_nothing_and_writes_no_pass(
+    tmp_path, capsys, stack, client, experiment, name
+):
+    run_id = candidate_run(client, experiment)
+    client.delete_run(run_id)
+    out = tmp_path / "gate.json"
+    args = ["gate", "--run-id", run_id, "--output", str(out), "--model-name", name]
+    code = main([*args, "--tracking-uri", stack.tracking_uri])
+    err = capsys.readouterr().err
+    assert code == 2 and f"run {run_id} is deleted" in err
+    assert not out.exists()
