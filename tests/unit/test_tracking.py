@@ -1,3 +1,5 @@
+from importlib import metadata
+
 import pytest
 
 from machine_learning.tracking import (
@@ -84,6 +86,6 @@ def test_redact_uri_drops_credentials_only():
 
 def test_model_requirements_are_pinned_to_installed_versions():
     requirements = model_requirements()
-    assert "mlflow==3.17.2" in requirements
+    assert f"mlflow=={metadata.version('mlflow')}" in requirements
     assert all("==" in requirement for requirement in requirements)
     assert any(requirement.startswith("xgboost-cpu==") for requirement in requirements)

@@ -80,6 +80,25 @@ def test_actions_are_pinned_to_a_commit_with_a_version_comment(path):
         assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{action}: version comment"
 
 
+# The first major of each action that runs on Node 24 (GitHub retires Node 20 on its hosted
+# runners in 2026), read from each action's action.yml across its tags.
+NODE24_MAJORS = {
+    "actions/checkout": 5,
+    "actions/cache": 5,
+    "actions/upload-artifact": 6,
+    "actions/download-artifact": 5,
+    "astral-sh/setup-uv": 7,
+}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_actions_run_on_node_24(path):
+    for action, major in re.findall(
+        r"uses:\s*([\w-]+/[\w-]+)[^@]*@\S+\s*# v(\d+)", path.read_text()
+    ):
+        assert int(major) >= NODE24_MAJORS[action], f"{action} v{major} runs on Node 20"
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_least_privilege(path):
     workflow = load(path)
