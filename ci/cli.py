@@ -425,13 +425,16 @@ def run_state(args: argparse.Namespace) -> int:
 
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
+    from ci.server_mode import describe_mode
 
-    team = os.environ.get("TEAM_TRACKING_URI", "")
+    team, summary = describe_mode(os.environ)
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
     # Part of the state cache's key: a snapshot is restored only by the MLflow that saved it.
     append_github_file("GITHUB_OUTPUT", f"mlflow={metadata.version('mlflow')}", os.environ)
     if team:
-        append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={team}", os.environ)
+        uri = os.environ["TEAM_TRACKING_URI"]
+        append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={uri}", os.environ)
+    append_github_file("GITHUB_STEP_SUMMARY", summary, os.environ)
     print(
         "team mode: training against the MLFLOW_TRACKING_URI variable"
         if team

@@ -177,11 +177,19 @@ def upsert_from_artifact(
             except CommentError:
                 return None
         actual = github.pull(number).get("head", {}).get("sha")
+        if actual != head_sha:
+            owners = {int(p["number"]) for p in github.pulls_for_commit(head_sha)}
     except GitHubError as error:
         raise CommentError(explain(error, number or 0), status=error.status) from None
-    if actual != head_sha:
+    if actual != head_sha and number in owners:
         raise Superseded(
             f"PR #{number} has moved on to {str(actual)[:12]} since this run of "
             f"{head_sha[:12]}: superseded, its own run will comment"
+        )
+    if actual != head_sha:
+        raise CommentError(
+            f"PR #{number}'s head is {str(actual)[:12]} and commit {head_sha[:12]} is not "
+            "part of it: the artifact names another PR; refusing to comment",
+            EXIT_BAD_INPUT,
         )
     return number, upsert(github, number, body, kind, author)

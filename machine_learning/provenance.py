@@ -32,8 +32,14 @@ EVENT_MAX_BYTES = 25 << 20  # GitHub caps webhook payloads at 25 MB
 
 
 @dataclass(frozen=True)
+class Repository(JsonRecord):
+    full_name: str = ""
+
+
+@dataclass(frozen=True)
 class Head(JsonRecord):
     sha: str = ""
+    repo: Repository | None = None
 
 
 @dataclass(frozen=True)

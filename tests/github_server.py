@@ -20,6 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 BODY_LIMIT = 65_536
 
 
+def read_only(token: str) -> str:
+    return f"{token}:read-only"
+
+
 @dataclass
 class Recorded:
     method: str
@@ -35,6 +39,7 @@ class FakeGitHub:
     token: str = "test-token"
     pulls: dict[int, dict] = field(default_factory=dict)
     comments: dict[int, dict] = field(default_factory=dict)
+    pull_commits: dict[int, list[str]] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)  # run id -> name: zip
     requests: list[Recorded] = field(default_factory=list)
     failures: deque = field(default_factory=deque)  # (status, headers, body) answered next
@@ -43,8 +48,19 @@ class FakeGitHub:
     failures_after: dict[str, tuple] = field(default_factory=dict)
     _next_id: int = 1000
 
+    @property
+    def read_only_token(self) -> str:
+        """The token of a job without write permissions (or of a fork's run): GETs only."""
+        return read_only(self.token)
+
     def add_pull(self, number: int, head_sha: str, state: str = "open") -> None:
         self.pulls[number] = {"number": number, "state": state, "head": {"sha": head_sha}}
+        self.pull_commits[number] = [head_sha]
+
+    def push(self, number: int, sha: str) -> None:
+        """A new head for the pull request; its earlier commits stay associated with it."""
+        self.pulls[number]["head"]["sha"] = sha
+        self.pull_commits[number].append(sha)
 
     def add_comment(self, issue: int, body: str, user: str = "someone") -> int:
         self._next_id += 1
@@ -70,7 +86,10 @@ class FakeGitHub:
         self.requests.append(Recorded(method, path, query, headers, body))
         if self.failures:
             return self.failures.popleft()
-        if headers.get("authorization") != f"Bearer {self.token}":
+        credential = headers.get("authorization", "")
+        if credential == f"Bearer {self.read_only_token}" and method != "GET":
+            return 403, {}, {"message": "Resource not accessible by integration"}
+        if credential not in (f"Bearer {self.token}", f"Bearer {self.read_only_token}"):
             return 401, {}, {"message": "Bad credentials"}
         repo = re.escape(self.repository)
         routes = [
@@ -91,7 +110,8 @@ class FakeGitHub:
         return 404, {}, {"message": "Not Found"}
 
     def _pulls_for_commit(self, sha, query, body):
-        return 200, {}, [p for p in self.pulls.values() if p["head"]["sha"] == sha]
+        """Open pull requests the commit belongs to (GitHub: "associated with a commit")."""
+        return 200, {}, [p for n, p in self.pulls.items() if sha in self.pull_commits[n]]
 
     def _pull(self, number, query, body):
         pull = self.pulls.get(int(number))

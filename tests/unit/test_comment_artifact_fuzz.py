@@ -122,7 +122,7 @@ def test_a_genuine_artifact_is_posted_once_and_edited_after(world, monkeypatch, 
         assert main(["comment", "--artifact-dir", str(tmp_path), "--head-sha", SHA]) == 0
     ours = [c for c in github.comments_on(PR) if c["user"]["login"] == ACTIONS_BOT]
     assert len(ours) == 1 and "Gate passed, cc @\u200boctocat" in ours[0]["body"]
-    github.pulls[PR]["head"]["sha"] = "b" * 40  # the PR moved on: superseded, not a failure
+    github.push(PR, "b" * 40)  # the PR moved on: superseded, not a failure
     assert main(["comment", "--artifact-dir", str(tmp_path), "--head-sha", SHA]) == 0
     assert "::notice title=No PR comment::PR #7 has moved on" in capsys.readouterr().out
-    github.pulls[PR]["head"]["sha"] = SHA
+    github.push(PR, SHA)

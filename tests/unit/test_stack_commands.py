@@ -21,12 +21,14 @@ FAKE_DOCKER = r"""#!/usr/bin/env bash
 printf '%s\n' "$*" >> "$FAKE_DOCKER_LOG"
 printf 'MLFLOW_PORT=%s\n' "$MLFLOW_PORT" >> "$FAKE_DOCKER_LOG"
 case "$*" in
-  *" up "*) [ "$FAKE_DOCKER_MODE" = fail ] && { echo "dependency failed to start" >&2; exit 1; } ;;
+  *" up "*) [ "$FAKE_DOCKER_MODE" = fail ] && { echo "dependency failed to start" >&2; exit 1; }
+    [ "$FAKE_DOCKER_MODE" = leak ] && { echo "invalid interpolation: $(cat .env)" >&2; exit 1; } ;;
   *" ps -a --format json"*)
     echo '{"Service":"postgres","State":"running","Health":"healthy","ExitCode":0}'
     echo '{"Service":"mlflow-migrate","State":"exited","Health":"","ExitCode":1}'
     echo '{"Service":"mlflow","State":"created","Health":"","ExitCode":0}' ;;
   *" logs "*"mlflow-migrate"*) echo "alembic: can't locate revision boom" ;;
+  *" logs "*"postgres"*) [ "$FAKE_DOCKER_MODE" = leak ] && cat .env ;;
   *" logs "*) echo "(no output)" ;;
 esac
 exit 0
@@ -139,3 +141,32 @@ def test_build_info_describes_a_pull_request_build(tmp_path):
         "event": "pull_request",
         "run_url": "",
     }
+
+
+def test_the_password_is_masked_before_anything_can_print_it(tmp_path, docker):
+    """Actions masks a value from the line that registers it on: a compose error that echoes
+    the password must come after the mask, in the one log stdout and stderr share."""
+    from tests.workflows.harness import leaked_masks
+
+    bin_dir, log = docker
+    env = cli_env(
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        FAKE_DOCKER_LOG=str(log),
+        FAKE_DOCKER_MODE="leak",
+        GITHUB_ENV=str(tmp_path / "github_env"),
+    )
+    env.pop("PYTHONUNBUFFERED", None)  # a runner's Python buffers stdout into a pipe
+    done = subprocess.run(
+        [sys.executable, "-m", "ci", "stack-up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    password = (tmp_path / ".env").read_text().strip().removeprefix("POSTGRES_PASSWORD=")
+    assert done.returncode == 1 and password in done.stdout  # the error did echo it
+    assert done.stdout.startswith(f"::add-mask::{password}\n")
+    assert leaked_masks(done.stdout) == []

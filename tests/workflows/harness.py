@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import yaml
 
 from ci.stack import NativeStack
 from tests import fake_docker
+from tests.github_server import read_only
 from tests.workflows.expressions import Evaluator, condition, interpolate, standard_functions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +69,7 @@ class Event:
     payload: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     head_ref: str = ""
+    actor: str = "octocat"
 
 
 @dataclass
@@ -92,6 +95,17 @@ class Runner:
         (work / "workspace").mkdir(parents=True)
         (work / "temp").mkdir()
         state = _JobState(self, event, inputs, work)
+        # A job that installs nothing gets the runner's bare python3: no site-packages at all,
+        # so "standard library only" is enforced, not assumed.
+        state.bare_python = not any("setup-uv" in s.get("uses", "") for s in job["steps"])
+        if not _can_write(job, event, self.repository):
+            state.contexts["github"]["token"] = read_only(self.token)
+        # GitHub's rules: a fork's pull request gets no secrets (but GITHUB_TOKEN) and no
+        # variables; a Dependabot run gets the variables but no Actions secrets.
+        if _from_fork(event, self.repository):
+            state.contexts["secrets"], state.contexts["vars"] = {}, {}
+        if event.actor == "dependabot[bot]":
+            state.contexts["secrets"] = {}
         contexts = state.contexts
         evaluator = Evaluator(contexts, standard_functions(state.status))
         if "if" in job and not condition(job["if"], evaluator):
@@ -115,11 +129,51 @@ class Runner:
                 state.failed = True
         result.conclusion = "failure" if state.failed else "success"
         result.summary = state.summary()
+        leaks = leaked_masks("".join(state.log))
+        assert not leaks, f"a value reached the job log before its ::add-mask:: ({len(leaks)})"
         return result
 
     def cleanup(self) -> None:
         for stack in self.stacks:
             stack.down()
+
+
+def _can_write(job: dict, event: Event, repository: str) -> bool:
+    """Whether the job's GITHUB_TOKEN may write comments: its ``permissions:`` grant
+    pull-requests (or issues) write, and the run is not a fork's pull request (always
+    read-only, whatever the workflow asks)."""
+    if _from_fork(event, repository):
+        return False
+    granted = job.get("permissions", {})
+    return "write" in (granted.get("pull-requests"), granted.get("issues"))
+
+
+def _from_fork(event: Event, repository: str) -> bool:
+    head = event.payload.get("pull_request", {}).get("head", {}).get("repo", {})
+    return event.name == "pull_request" and head.get("full_name", repository) != repository
+
+
+def _bare_python(home: Path) -> Path:
+    """A folder whose ``python3`` is this Python without any site-packages (``-S -E``)."""
+    folder = home / "bare-python"
+    folder.mkdir(exist_ok=True)
+    script = folder / "python3"
+    script.write_text(f'#!/bin/sh\nexec "{sys._base_executable}" -S -E "$@"\n')
+    script.chmod(0o755)
+    return folder
+
+
+def leaked_masks(log: str) -> list[str]:
+    """Values printed before the ``::add-mask::`` that hides them: Actions masks a value only
+    from the line that registers it on, so an earlier line shows it in the clear."""
+    lines = log.splitlines()
+    return [
+        value
+        for index, line in enumerate(lines)
+        if line.startswith("::add-mask::")
+        and (value := line.removeprefix("::add-mask::"))
+        and any(value in earlier for earlier in lines[:index])
+    ]
 
 
 def validate_inputs(triggers: dict, event: Event) -> dict:
@@ -160,6 +214,8 @@ class _JobState:
         self.stack: NativeStack | None = None
         self.exported_env: dict[str, str] = {}
         self.summaries: list[str] = []
+        self.log: list[str] = []  # every run step's output, in order: the job log
+        self.bare_python = False
         event_file = work / "event.json"
         event_file.write_text(json.dumps(event.payload))
         self.runner_env = {
@@ -174,6 +230,7 @@ class _JobState:
             "GITHUB_REPOSITORY": runner.repository,
             "GITHUB_RUN_ID": str(event.run_id),
             "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_ACTOR": event.actor,
             "GITHUB_SERVER_URL": "https://github.com",
             "GITHUB_API_URL": runner.github_api,
             "GITHUB_WORKSPACE": str(self.workspace),
@@ -190,7 +247,7 @@ class _JobState:
                 "repository": runner.repository,
                 "run_id": str(event.run_id),
                 "run_attempt": "1",
-                "token": runner.token,
+                "token": runner.token,  # narrowed by Runner.run to the job's permissions
             },
             "inputs": inputs,
             "vars": runner.vars,
@@ -233,7 +290,8 @@ class _JobState:
                 with_ = {k: interpolate(v, evaluator) for k, v in step.get("with", {}).items()}
                 output = ACTION_STAND_INS[action](self, with_, files)
             else:
-                output = self._bash(interpolate(step["run"], evaluator), env, files)
+                script = interpolate(step["run"], evaluator)
+                output = self._bash(script, env, files, step.get("shell"))
             outcome = "success"
         except StepFailed as failure:
             output, outcome = str(failure), "failure"
@@ -253,21 +311,29 @@ class _JobState:
         if self.stack is not None:
             docker = fake_docker.install(self.runner.home / "docker-bin")
             merged["PATH"] = f"{docker}{os.pathsep}{merged['PATH']}"
+        if self.bare_python:
+            merged["PATH"] = f"{_bare_python(self.runner.home)}{os.pathsep}{merged['PATH']}"
         return merged | {name: str(path) for name, path in files.items()}
 
-    def _bash(self, script: str, env: dict, files: dict) -> str:
+    def _bash(self, script: str, env: dict, files: dict, shell: str | None) -> str:
+        """Run a step as a runner does: ``shell: bash`` is ``bash --noprofile --norc -eo
+        pipefail {0}``, no ``shell:`` is ``bash -e {0}`` (no pipefail!). stdout and stderr share
+        one pipe, in the order the step wrote them, as in the job log."""
         path = self.work / "step.sh"
         path.write_text(script)
+        flags = ["--noprofile", "--norc", "-eo", "pipefail"] if shell == "bash" else ["-e"]
         done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(path)],
+            ["bash", *flags, str(path)],
             cwd=self.workspace,
             env=self.process_env(env, files),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             timeout=900,
             check=False,
         )
-        output = done.stdout + done.stderr
+        output = done.stdout
+        self.log.append(output)
         if done.returncode != 0:
             raise StepFailed(output)
         return output

@@ -98,7 +98,7 @@ def test_first_push_on_a_pr_bootstraps_and_creates_the_comment(world):
 
 def test_second_push_edits_the_comment_with_a_history_of_two(world):
     runner, github = world
-    github.pulls[PR]["head"]["sha"] = SHAS["second"]
+    github.push(PR, SHAS["second"])
     result = push(runner, f"refs/heads/{BRANCH}", SHAS["second"], 102)
     assert result.conclusion == "success", failure_details(result)
     assert "restored the snapshot of feature/type-chart" in result.step("Load MLflow state").output
@@ -123,7 +123,7 @@ def test_merge_to_main_promotes_the_champion(world):
 def test_a_branch_push_is_compared_with_mains_champion_but_cannot_promote(world):
     runner, _ = world
     github = world[1]
-    github.pulls[PR]["head"]["sha"] = SHAS["regression"]
+    github.push(PR, SHAS["regression"])
     shutil.rmtree(runner.home / "cache" / "refs_heads_feature_type-chart")  # only main's state
     result = push(runner, f"refs/heads/{BRANCH}", SHAS["regression"], 104)
     assert result.conclusion == "success", failure_details(result)
@@ -233,8 +233,13 @@ def test_fork_pr_comments_only_with_a_genuine_artifact(world):
     event = Event(
         "pull_request", f"refs/pull/{fork_pr}/merge", "b" * 40, 109, payload, head_ref="eve-patch"
     )
-    result = runner.run(TRAIN, "train", event)
+    runner.vars["MLFLOW_TRACKING_URI"] = "http://team-server.invalid"  # forks never see it
+    try:
+        result = runner.run(TRAIN, "train", event)
+    finally:
+        del runner.vars["MLFLOW_TRACKING_URI"]
     assert result.conclusion == "success", failure_details(result)
+    assert "pull requests from forks get no repository variables" in result.summary
     assert artifact(runner, 109, "build.json")["pr_number"] == fork_pr
 
     forged_dir = runner.home / "artifacts" / "110" / "train-report"
