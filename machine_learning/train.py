@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
 from machine_learning.metric_names import MAIN_METRIC
 from machine_learning.models import ModelName
+from machine_learning.provenance import (
+    TAG_DATASET_DIGEST,
+    TAG_DATASET_VERSION,
+    TAG_MODEL,
+    TAG_TEST_DIGEST,
+    TAG_WINNER,
+    TAG_WINNER_RUN_ID,
+)
 from machine_learning.records import write_json_atomic
 from machine_learning.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
 from machine_learning.simulator import Scenario
@@ -184,10 +192,10 @@ def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[st
     from machine_learning.provenance import build_context
 
     return build_context(os.environ).as_tags() | {
-        "ci.dataset_digest": data.digest,
-        "ci.test_digest": data.test_digest,
-        "ci.dataset_version": str(config.dataset_version),
-        "ci.model": str(model),
+        TAG_DATASET_DIGEST: data.digest,
+        TAG_TEST_DIGEST: data.test_digest,
+        TAG_DATASET_VERSION: str(config.dataset_version),
+        TAG_MODEL: str(model),
     }
 
 
@@ -281,10 +289,10 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         except BaseException:
             tracking.end_run_failed()
             raise
-        tracking.tag_run(runs[winner.model].run_id, {"ci.winner": "true"})
+        tracking.tag_run(runs[winner.model].run_id, {TAG_WINNER: "true"})
         tracking.finish_parent_run(
             {f"{model}_{MAIN_METRIC}": m[MAIN_METRIC] for model, m in comparison.items()},
-            {"ci.winner": str(winner.model), "ci.winner_run_id": runs[winner.model].run_id},
+            {TAG_WINNER: str(winner.model), TAG_WINNER_RUN_ID: runs[winner.model].run_id},
             [config.output_dir / "metrics.json"],
         )
     logged = runs[winner.model]
