@@ -183,8 +183,9 @@ def test_a_run_that_fails_half_way_is_marked_failed_and_keeps_its_id(live, tmp_p
     import mlflow
 
     client = mlflow.MlflowClient(live.tracking_uri)
-    experiment = client.create_experiment(f"blocked-{uuid.uuid4().hex[:8]}")
-    (live.artifacts_dir / experiment).mkdir(mode=0o755)
+    blocked = f"blocked-{uuid.uuid4().hex[:8]}"
+    (live.artifacts_dir / blocked).mkdir(mode=0o755)  # root's: the server cannot write in it
+    experiment = client.create_experiment(blocked, artifact_location=f"mlflow-artifacts:/{blocked}")
     done = run_cli(
         "train",
         "--tracking-uri",
