@@ -122,11 +122,18 @@ def test_images_run_unprivileged_from_pinned_bases(path):
 def test_the_server_image_checks_health_without_curl():
     text = (REPO_ROOT / "docker/Dockerfile.mlflow").read_text()
     assert re.search(r"HEALTHCHECK .*\n\s+CMD \[\"python\".*/health", text)
-    # One version: the image's pin follows pyproject.toml's (a dependabot bump of the lock
-    # fails here, naming the Dockerfile to bump with it).
-    pinned = re.search(r'"mlflow==([\d.]+)"', (REPO_ROOT / "pyproject.toml").read_text()).group(1)
-    assert f'"mlflow[auth]=={pinned}"' in text and "psycopg[binary]" in text
-    assert pinned == metadata.version("mlflow")
+    # One version: the image installs the MLflow pyproject.toml pins, read at build time.
+    assert "COPY pyproject.toml" in text and '"mlflow[auth]==${version}"' in text
+    assert "psycopg[binary]" in text and not re.search(r"mlflow\S*==\d", text)
+    script = re.search(r'version="\$\(python -c "(.*)"\)"', text).group(1)
+    read = subprocess.run(
+        [sys.executable, "-c", script.replace("/tmp/pyproject.toml", "pyproject.toml")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read.stdout.strip() == metadata.version("mlflow")
 
 
 @pytest.mark.parametrize(
