@@ -110,6 +110,16 @@ def test_second_push_edits_the_comment_with_a_history_of_two(world):
     assert github.calls("PATCH") and [r.method for r in github.requests].count("POST") == 1
 
 
+def test_a_late_comment_job_of_a_superseded_push_is_a_notice_not_a_failure(world):
+    runner, github = world  # the PR's head is the second push now; run 101 was the first's
+    before = [c["body"] for c in our_comments(github)]
+    late = comment_on(runner, 101, SHAS["first"])
+    assert late.conclusion == "success", failure_details(late)
+    step = late.step("Comment on the pull request")
+    assert f"::notice title=No PR comment::PR #{PR} has moved on to" in step.output
+    assert [c["body"] for c in our_comments(github)] == before
+
+
 def test_merge_to_main_promotes_the_champion(world):
     runner, _ = world
     result = push(runner, "refs/heads/main", SHAS["merge"], 103)
