@@ -84,14 +84,10 @@ class JsonRecord:
         return _convert(cls, data, origin, "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {field.name: _plain(getattr(self, field.name)) for field in _fields(self)}
+        return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
     def write(self, path: Path) -> None:
         write_json_atomic(path, self.to_dict())
-
-
-def _fields(record: Any) -> tuple[dataclasses.Field, ...]:
-    return dataclasses.fields(record)
 
 
 def _plain(value: Any) -> Any:
