@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import assume, given
+from dataclasses import replace
+
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ci.thresholds import Threshold
@@ -64,9 +66,10 @@ def _sign(rule: Threshold) -> float:
     return 1.0 if rule.greater_is_better else -1.0
 
 
-@given(rules, unit, st.one_of(st.none(), unit), width, width)
-def test_missing_the_floor_always_fails(rule, candidate, champion, below, above):
-    assume(rule.threshold is not None and _sign(rule) * (candidate - rule.threshold) < 0)
+@given(rules, unit, st.floats(1e-6, 1.0), st.one_of(st.none(), unit), width, width)
+def test_missing_the_floor_always_fails(rule, floor, gap, champion, below, above):
+    rule = replace(rule, threshold=floor)  # every case misses its floor, by construction
+    candidate = floor - _sign(rule) * gap
     delta = None if champion is None else candidate - champion
     interval = None if delta is None else (delta - below, delta + above)
     assert judge(rule, candidate, champion, interval).verdict is Verdict.FAIL
