@@ -273,6 +273,7 @@ def run_comment(args: argparse.Namespace) -> int:
         upsert_from_artifact,
     )
     from ci.github import GitHubClient
+    from machine_learning.records import read_text
 
     token = os.environ.get("GITHUB_TOKEN", "")
     repo = args.repo or os.environ.get("GITHUB_REPOSITORY", "")
@@ -294,7 +295,7 @@ def run_comment(args: argparse.Namespace) -> int:
                 return 0
             pr, result = posted
         else:
-            body = _read_text(args.body)
+            body = read_text(args.body)
             pr = args.pr or find_pull_request(github, sha)
             result = upsert(github, pr, body, args.kind, args.author)
     except Superseded as superseded:
@@ -509,12 +510,3 @@ def _client(args: argparse.Namespace, mutating: bool):
 
     mlflow.set_tracking_uri(target.uri)
     return mlflow.MlflowClient(target.uri)
-
-
-def _read_text(path: Path) -> str:
-    from machine_learning.records import RecordError, read_bytes
-
-    try:
-        return read_bytes(path, 1 << 20).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise RecordError(f"{path} is not UTF-8 text (byte {error.start})") from None

@@ -85,7 +85,7 @@ def upsert(
     except GitHubError as error:
         raise CommentError(explain(error, pr), status=error.status) from None
     healed = f" ({len(mine) - 1} duplicate(s) of ours deleted)" if len(mine) > 1 else ""
-    return Upserted(f"updated{healed}", int(result["id"]), result.get("html_url", ""))
+    return _upserted(f"updated{healed}", result)
 
 
 def neutralise(body: str) -> str:
@@ -102,20 +102,22 @@ def _ours(github: GitHubClient, pr: int, tag: str, author: str) -> list[dict]:
     ]
 
 
+def _upserted(action: str, comment: dict) -> Upserted:
+    return Upserted(action, int(comment["id"]), comment.get("html_url", ""))
+
+
 def _create(github: GitHubClient, pr: int, text: str, tag: str, author: str) -> Upserted:
     """POST once per attempt; after a failure that may have been applied, look before retrying."""
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            result = github.create_comment(pr, text)
-            return Upserted("created", int(result["id"]), result.get("html_url", ""))
+            return _upserted("created", github.create_comment(pr, text))
         except GitHubError as error:
             if not error.retryable or attempt == CREATE_ATTEMPTS:
                 raise
         github.sleep(float(attempt))
         mine = _ours(github, pr, tag, author)
         if mine:  # the failed POST was applied after all
-            result = github.update_comment(mine[0]["id"], text)
-            return Upserted("created", int(result["id"]), result.get("html_url", ""))
+            return _upserted("created", github.update_comment(mine[0]["id"], text))
     raise AssertionError("unreachable")
 
 

@@ -29,7 +29,7 @@ class GitHubError(RuntimeError):
     @property
     def retryable(self) -> bool:
         """A failure that may be gone on the next try (and may have been applied)."""
-        return self.status in (429, 599) or 500 <= self.status < 600
+        return self.status == 429 or self.status >= 500
 
 
 @dataclass

@@ -52,12 +52,17 @@ def read_bytes(path: Path, max_bytes: int = MAX_BYTES, cut: bool = False) -> byt
     return data
 
 
-def read_json(path: Path, max_bytes: int = MAX_BYTES) -> Any:
-    """A JSON document from a bounded regular file (strict: no NaN or Infinity)."""
+def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """A bounded regular file as UTF-8 text; anything else is one RecordError."""
     try:
-        text = read_bytes(path, max_bytes).decode("utf-8")
+        return read_bytes(path, max_bytes).decode("utf-8")
     except UnicodeDecodeError as error:
         raise RecordError(f"{path} is not UTF-8 text (byte {error.start})") from None
+
+
+def read_json(path: Path, max_bytes: int = MAX_BYTES) -> Any:
+    """A JSON document from a bounded regular file (strict: no NaN or Infinity)."""
+    text = read_text(path, max_bytes)
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except ValueError as error:
