@@ -33,8 +33,8 @@ from ci.registry import (
     register_version,
 )
 from ci.report import branch_history, render
-from ci.stack import NativeStack
 from machine_learning.run_record import RunRecord
+from tests.native_stack import NativeStack
 
 PR = "7"
 MODEL = REGISTERED_MODEL

@@ -25,10 +25,11 @@ import time
 import warnings
 from pathlib import Path
 
-from ci.stack import REPO_ROOT, NativeStack
+from ci.stack import REPO_ROOT
 from machine_learning.datasets import LABEL
 from machine_learning.tracking import TrackingTarget, log_training_run
 from machine_learning.train import TrainConfig, fit, load_data, run_tags
+from tests.native_stack import NativeStack
 
 
 def naive_log(uri: str, experiment: str, trained, params: dict, tags: dict) -> None:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ci.stack import NativeStack
+from tests.native_stack import NativeStack
 
 SETTINGS = {
     "default": {"MLFLOW_WORKERS": "4", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"},

@@ -11,8 +11,9 @@ Nothing is changed before it is safe (DESIGN §8):
   checks that it is the tracking server's store, prunes there, dumps the result into a folder
   beside the old snapshot, and only then swaps the folders;
 - restore checks the snapshot (regular files only, no symlinks, a valid manifest), migrates it
-  in a scratch database with ``mlflow db upgrade`` (a snapshot from an older MLflow just works),
-  copies the artifacts, and finally loads the database in one transaction.
+  in a scratch database with ``mlflow db upgrade`` when its schema revision is not the server's
+  (a snapshot from an older MLflow just works; one at the same revision skips the 3 to 4 s
+  migration), copies the artifacts, and finally loads the database in one transaction.
 
 The stores are reached the same way for both stacks: a PostgreSQL URL with the host's client
 tools (native stack) or ``compose`` (the tools inside the postgres container, ``docker compose
@@ -142,21 +143,35 @@ def restore(stores: Stores, source: Path) -> str:
             f"installed {installed}: it cannot be migrated down; start without it",
             EXIT_BAD_INPUT,
         )
-    work = Path(tempfile.mkdtemp(prefix="mlflow-restore-"))
-    try:
-        with stores.scratch_database() as copy:
-            copy.load(source / DUMP)
-            copy.upgrade()
-            copy.dump(work / DUMP)
-        if (source / ARTIFACTS).is_dir():
-            stores.import_artifacts(source / ARTIFACTS)
-        stores.load(work / DUMP)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    migrated = _load_migrated(stores, source)
     return (
         f"restored the snapshot of {manifest.branch or 'unknown branch'} saved at "
-        f"{manifest.saved_at} (MLflow {manifest.mlflow_version}, migrated to {installed})"
+        f"{manifest.saved_at} (MLflow {manifest.mlflow_version}, "
+        + (f"migrated to {installed})" if migrated else "same schema as the server)")
     )
+
+
+def _load_migrated(stores: Stores, source: Path) -> bool:
+    """Copy the artifacts, then load the database in one transaction; a dump at another schema
+    revision than the (freshly migrated) live database is migrated in a scratch database
+    first. True when it was."""
+    live = stores.schema_revision()
+    migrate = live is None or stores.dump_revision(source / DUMP) != live
+    work = Path(tempfile.mkdtemp(prefix="mlflow-restore-"))
+    try:
+        dump = source / DUMP
+        if migrate:
+            with stores.scratch_database() as copy:
+                copy.load(dump)
+                copy.upgrade()
+                dump = work / DUMP
+                copy.dump(dump)
+        if (source / ARTIFACTS).is_dir():
+            stores.import_artifacts(source / ARTIFACTS)
+        stores.load(dump)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return migrate
 
 
 def _check_same_store(copy: Stores, experiments: dict[str, str], keep: set[str]) -> None:

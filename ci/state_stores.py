@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
-from ci.stack import COMPOSE_FILE, COMPOSE_PROJECT, ComposeCLI, mlflow_executable
+from ci.stack import COMPOSE_FILE, COMPOSE_PROJECT, ComposeCLI
 from machine_learning.failures import EXIT_FAILED
 
 COMPOSE = "compose"
@@ -84,6 +85,27 @@ class Stores:
                 )
         finally:
             self.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def schema_revision(self) -> str | None:
+        """The database's Alembic revision (MLflow's schema version); None before migration."""
+        if self.sql("SELECT to_regclass('public.alembic_version') IS NULL") == "t":
+            return None
+        return self.sql("SELECT string_agg(version_num, ',') FROM alembic_version") or None
+
+    def dump_revision(self, path: Path) -> str | None:
+        """The Alembic revision recorded in a dump, read without loading it anywhere."""
+        args = ["--data-only", "--table=alembic_version", "--file=-"]
+        with path.open("rb") as dump:
+            script = self._tool("pg_restore", args, stdin=dump, connect=False)
+        rows, copying = [], False
+        for line in script.splitlines():
+            if line.startswith("COPY ") and "alembic_version" in line:
+                copying = True
+            elif copying and line == "\\.":
+                break
+            elif copying and line:
+                rows.append(line)
+        return ",".join(rows) or None
 
     def upgrade(self) -> None:
         """``mlflow db upgrade`` on this database (compose: the mlflow-migrate service's image)."""
@@ -166,22 +188,18 @@ class Stores:
         args: list[str],
         stdin: IO[bytes] | None = None,
         out: IO[bytes] | None = None,
+        connect: bool = True,
     ) -> str:
-        if self.database == COMPOSE:
+        """Run a PostgreSQL client tool on this database (``connect=False``: without one, e.g.
+        pg_restore printing a dump's content)."""
+        compose = self.database == COMPOSE
+        database = [f"--dbname={self._name() if compose else self.database}"] if connect else []
+        if compose:
             command = self.compose.command(
-                [
-                    "exec",
-                    "-T",
-                    "postgres",
-                    tool,
-                    "-U",
-                    COMPOSE_USER,
-                    f"--dbname={self._name()}",
-                    *args,
-                ]
+                ["exec", "-T", "postgres", tool, "-U", COMPOSE_USER, *database, *args]
             )
         else:
-            command = [tool, f"--dbname={self.database}", *args]
+            command = [tool, *database, *args]
         return _run(command, tool, stdin=stdin, stdout=out)
 
 
@@ -192,6 +210,12 @@ def _list(run_ids: set[str]) -> str:
     if not all(is_run_id(run) for run in run_ids):
         raise ValueError("run ids must be 32 hex digits")
     return ", ".join(f"'{run}'" for run in sorted(run_ids))
+
+
+def mlflow_executable() -> str:
+    """The mlflow CLI of this interpreter's environment (not whichever is first on PATH)."""
+    beside = Path(sys.executable).parent / "mlflow"
+    return str(beside) if beside.exists() else shutil.which("mlflow") or "mlflow"
 
 
 def _run(command: list[str], step: str, stdin=None, stdout=None) -> str:

@@ -52,7 +52,7 @@ def run_cli(
 
 @cache
 def stack_backend() -> str:
-    from ci.stack import choose_backend
+    from tests.native_stack import choose_backend
 
     return choose_backend(os.environ)
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, NativeStack
+from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack
 from tests.conftest import stack_backend
 from tests.fake_docker import IMAGE_UID
+from tests.native_stack import NativeStack
 
 
 @dataclass(frozen=True)

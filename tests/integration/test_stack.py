@@ -168,7 +168,7 @@ class TestBasicAuth:
 
 
 def test_a_failed_server_start_names_the_service_and_shows_its_log(tmp_path):
-    from ci.stack import NativeStack, StackError
+    from tests.native_stack import NativeStack, StackError
 
     broken = NativeStack(tmp_path, env={"MLFLOW_WORKERS": "none"})
     try:
@@ -181,7 +181,7 @@ def test_a_failed_server_start_names_the_service_and_shows_its_log(tmp_path):
 
 
 def test_an_unreachable_postgres_is_named(tmp_path):
-    from ci.stack import NativeStack, StackError
+    from tests.native_stack import NativeStack, StackError
 
     with pytest.raises(StackError, match=r"^postgres: create failed"):
         NativeStack(tmp_path, admin_dsn="postgresql://postgres@127.0.0.1:1/postgres").up()

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from ci.cli import main
-from ci.stack import NativeStack
 from machine_learning.provenance import TAG_BRANCH
 from tests import fake_docker
 from tests.conftest import cli_env, run_cli
 from tests.integration.conftest import IMAGE_UID, unprivileged_stack
+from tests.native_stack import NativeStack
 
 pytestmark = [
     pytest.mark.integration,
@@ -138,6 +138,7 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
         restored = state(second, "restore")
         assert restored.returncode == 0, restored.stderr
         assert restored.stdout.startswith("restored the snapshot of main saved at")
+        assert "same schema as the server" in restored.stdout  # no migration needed
         client = mlflow.MlflowClient(second.tracking_uri)
         champion = client.get_model_version_by_alias("pokemon-battle", "champion")
         assert champion.run_id == main_run["run_id"]

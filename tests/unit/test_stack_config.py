@@ -11,17 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci.stack import (
-    AUTH_COMPOSE_FILE,
-    COMPOSE_FILE,
+from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, StackError
+from tests.conftest import REPO_ROOT
+from tests.native_stack import (
     MACHINE_FLAGS,
     NativeStack,
-    StackError,
     compose_service,
     interpolate,
     replace_flags,
 )
-from tests.conftest import REPO_ROOT
 
 DOCKERFILES = sorted((REPO_ROOT / "docker").glob("Dockerfile.*"))
 COMPOSE_FILES = [COMPOSE_FILE, AUTH_COMPOSE_FILE]

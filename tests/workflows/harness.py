@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from ci.stack import NativeStack
 from tests import fake_docker
 from tests.github_server import read_only
+from tests.native_stack import NativeStack
 from tests.workflows.expressions import Evaluator, condition, interpolate, standard_functions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -287,7 +287,7 @@ def test_rollback_moves_the_champion_back(world):
 def test_team_mode_trains_against_the_teams_server_without_stack_or_cache(world, tmp_path):
     import mlflow
 
-    from ci.stack import NativeStack
+    from tests.native_stack import NativeStack
 
     runner, _ = world
     team = NativeStack(tmp_path / "team").up()
