@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,18 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Least share of lines the whole suite must run, per package and per module where a miss hurts
+# most (what decides, promotes, restores and posts).
+COVERAGE_FLOORS = {
+    "ci/*": 90.0,
+    **dict.fromkeys(
+        (
+            f"ci/{name}.py"
+            for name in ("gate", "verdict", "bootstrap", "comment", "state", "thresholds")
+        ),
+        95.0,
+    ),
+}
 LEAKY_VARIABLES = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
@@ -75,3 +88,30 @@ def github():
     fake = FakeGitHub().start()
     yield fake
     fake.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session):
+    """After pytest-cov has combined the data (its wrapper runs inside this one): check the
+    floors, when the whole suite ran — a selection of tests would miss them by design."""
+    result = yield
+    plugin = session.config.pluginmanager.getplugin("_cov")
+    controller = getattr(plugin, "cov_controller", None)
+    whole_suite = session.config.args_source == pytest.Config.ArgsSource.TESTPATHS and not (
+        session.config.getoption("keyword")
+        or session.config.getoption("markexpr")
+        or session.config.getoption("lf")
+        or session.config.getoption("deselect")
+    )
+    if controller is None or not whole_suite or hasattr(session.config, "workerinput"):
+        return result
+    reporter = session.config.pluginmanager.getplugin("terminalreporter")
+    for pattern, floor in COVERAGE_FLOORS.items():
+        covered = controller.cov.report(include=[str(REPO_ROOT / pattern)], file=io.StringIO())
+        line = f"coverage of {pattern}: {covered:.1f}% (floor {floor:.0f}%)"
+        if covered < floor:
+            reporter.write_line(f"ERROR: {line}", red=True, bold=True)
+            session.testsfailed += 1
+        else:
+            reporter.write_line(line)
+    return result
