@@ -17,7 +17,14 @@ from ci.gate_record import GateRecord
 from ci.runs import tag_filter
 from ci.verdict import Verdict
 from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.provenance import TAG_BRANCH, TAG_GIT_SHA, TAG_PR_NUMBER
+from machine_learning.provenance import (
+    TAG_BRANCH,
+    TAG_DATASET_VERSION,
+    TAG_GIT_SHA,
+    TAG_MODEL,
+    TAG_PR_NUMBER,
+    TAG_WINNER_RUN_ID,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,7 +36,8 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "mlflow", "::1"}
 
 
 def branch_history(client: MlflowClient, gate: GateRecord, limit: int = 20) -> list[dict]:
-    """This PR's (or branch's) runs, newest first, one row per run, from one bounded query."""
+    """This PR's (or branch's) runs, newest first, one row per run, from one bounded query.
+    A ``compare`` parent run is left out: its models have rows of their own."""
     candidate = gate.candidate
     if candidate.pr_number:
         key, value = TAG_PR_NUMBER, candidate.pr_number
@@ -47,6 +55,8 @@ def branch_history(client: MlflowClient, gate: GateRecord, limit: int = 20) -> l
         {
             "run_id": run.info.run_id,
             "sha": run.data.tags.get(TAG_GIT_SHA, "")[:7],
+            "model": run.data.tags.get(TAG_MODEL, ""),
+            "dataset": run.data.tags.get(TAG_DATASET_VERSION, ""),
             "time": datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime(
                 "%Y-%m-%d %H:%M"
             ),
@@ -54,6 +64,7 @@ def branch_history(client: MlflowClient, gate: GateRecord, limit: int = 20) -> l
             **{name: run.data.metrics.get(name) for name in HISTORY_METRICS},
         }
         for run in runs
+        if TAG_WINNER_RUN_ID not in run.data.tags
     ]
 
 
@@ -153,8 +164,10 @@ def history_section(gate: GateRecord, history: list[dict]) -> str:
     scope = f"PR #{candidate.pr_number}" if candidate.pr_number else f"branch `{candidate.branch}`"
     rows = [
         [
-            f"`{run['sha'] or run['run_id'][:7]}`"
-            + (" (this run)" if run["run_id"] == candidate.run_id else ""),
+            f"`{run['sha'] or '—'}`" + (" (this run)" if run["run_id"] == candidate.run_id else ""),
+            f"`{run['run_id'][:8]}`",
+            run.get("model") or "—",
+            run.get("dataset") or "—",
             run["time"],
             *(_number(run[name]) for name in HISTORY_METRICS),
             run["verdict"] or "—",
@@ -163,7 +176,7 @@ def history_section(gate: GateRecord, history: list[dict]) -> str:
     ]
     table = tabulate(
         rows,
-        ["push", "started (UTC)", *HISTORY_METRICS, "gate"],
+        ["commit", "run", "model", "dataset", "started (UTC)", *HISTORY_METRICS, "gate"],
         tablefmt="github",
         disable_numparse=True,
     )
@@ -171,19 +184,22 @@ def history_section(gate: GateRecord, history: list[dict]) -> str:
 
 
 def trend_chart(history: list[dict]) -> str:
-    """A mermaid line chart of the main metric, oldest to newest."""
+    """A mermaid line chart of the main metric, oldest to newest; x labels are numbered, since
+    several runs can share a commit."""
     points = [run for run in reversed(history) if run[MAIN_METRIC] is not None]
     if len(points) < 2:
         return ""
     values = [run[MAIN_METRIC] for run in points]
     low, high = min(values), max(values)
     pad = max((high - low) * 0.2, 0.005)
-    labels = ", ".join(f'"{run["sha"] or run["run_id"][:7]}"' for run in points)
+    labels = ", ".join(
+        f'"#{number} {run["sha"] or run["run_id"][:7]}"' for number, run in enumerate(points, 1)
+    )
     return "\n".join(
         [
             "```mermaid",
             "xychart-beta",
-            f'    title "{MAIN_METRIC} by push"',
+            f'    title "{MAIN_METRIC} by run"',
             f"    x-axis [{labels}]",
             f'    y-axis "{MAIN_METRIC}" {max(low - pad, 0):.3f} --> {min(high + pad, 1):.3f}',
             f"    line [{', '.join(f'{v:.4f}' for v in values)}]",

@@ -168,11 +168,19 @@ class ComposeCLI:
         except OSError as error:
             raise ComposeFailed(f"cannot run docker: {error.strerror}") from None
         if done.returncode not in success_codes:
+            output = done.stdout.decode(errors="replace")
             raise ComposeFailed(
-                f"docker compose {subcommand} exited {done.returncode}: "
-                + tail(done.stdout.decode(errors="replace"), 5)
+                f"docker compose {subcommand} exited {done.returncode}: {_reason(output)}"
             )
         return done.stdout
+
+
+def _reason(output: str) -> str:
+    """One line for why a compose command failed: Docker's error line, else its last line."""
+    if "unknown shorthand flag: 'f'" in output:  # `docker` without the compose plugin
+        return "this docker has no compose plugin (install docker-compose-plugin)"
+    lines = [line.strip() for line in output.splitlines() if line.strip()] or ["no output"]
+    return next((line for line in lines if "error" in line.lower()), lines[-1])
 
 
 def write_env_file(path: Path) -> None:

@@ -20,7 +20,7 @@ from machine_learning.failures import (
     EXIT_CODES,
     EXIT_UNREACHABLE,
     Failure,
-    bound_http_time,
+    mlflow_defaults,
     run_command,
 )
 from machine_learning.models import ModelName
@@ -31,6 +31,7 @@ MIN_TEST_BATTLES = 200
 # RSS measured with /usr/bin/time, 412 MiB at 100k battles and 564 MiB at 400k (~520 bytes a
 # battle), doubled for tuning and the forest models.
 BYTES_PER_BATTLE = 1_000
+SUMMARY_METRICS = ("f1", "accuracy", "roc_auc", "log_loss")
 
 EPILOG = f"""\
 tracking URI, first hit wins: --tracking-uri, $MLFLOW_TRACKING_URI, http://mlflow:5000 (compose),
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    bound_http_time()
+    mlflow_defaults()
     return run_command(lambda: _run(args), args.debug)
 
 
@@ -194,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         raise Failure(
             f"tracking failed: {exc}; local outputs kept in {args.output_dir}", EXIT_UNREACHABLE
         ) from None
-    _summary(record)
+    _summary(record, args.output_dir)
     return 0
 
 
@@ -229,13 +230,32 @@ def _choices(kind: type[StrEnum]) -> str:
     return "{" + ",".join(member.value for member in kind) + "}"
 
 
-def _summary(record: dict) -> None:
-    metrics = record["metrics"]
+def _summary(record: dict, output_dir: Path) -> None:
+    """What a user looks for after training: the scores, where the files are, how to see it."""
+    from tabulate import tabulate
+
+    comparison = record.get("comparison") or {record["model"]: record["metrics"]}
+    rows = [
+        [f"{name} ✓" if name == record["model"] and len(comparison) > 1 else name]
+        + [_score(scores, f"test_{metric}") for metric in SUMMARY_METRICS]
+        for name, scores in comparison.items()
+    ]
+    baseline = record["metrics"]
+    rows.append(["baseline"] + [_score(baseline, f"baseline_test_{m}") for m in SUMMARY_METRICS])
+    print(f"\ndataset {record['dataset_version']}, test battles:")
+    print(tabulate(rows, ["model", *SUMMARY_METRICS], tablefmt="simple", disable_numparse=True))
+    plots = sorted(path.name for path in (output_dir / "plots").rglob("*.png"))
     print(
-        f"model {record['model']} ({record['dataset_version']}): "
-        f"test f1 {metrics['test_f1']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
-        f"baseline f1 {metrics['baseline_test_f1']:.4f}"
+        f"\nfiles in {output_dir}/: metrics.json, run.json, model/ (MLflow format), "
+        f"plots/ ({len(plots)} PNG)"
     )
-    print(f"run {record['run_id']}  model {record['model_uri']}")
+    print(f"MLflow run {record['run_id']}, model {record['model_uri']}")
     if record.get("run_url"):
         print(f"view it at {record['run_url']}")
+    elif record.get("tracking_uri", "").startswith("sqlite:"):
+        ui = f"uv run mlflow ui --backend-store-uri {record['tracking_uri']}"
+        print(f"view it: {ui}, then open http://127.0.0.1:5000")
+
+
+def _score(scores: dict, name: str) -> str:
+    return f"{scores[name]:.4f}" if name in scores else "—"  # the baseline has no log loss

@@ -26,11 +26,15 @@ EXIT_CODES = (
 MESSAGE_LIMIT = 400
 # MLflow retries a failing call for ~4 minutes by default; ours report within 60 s. A user can
 # still raise each with MLflow's own variable: only unset ones get these values.
-BOUNDED_HTTP = {
+MLFLOW_DEFAULTS = {
+    # A dead or failing server costs seconds, not MLflow's four minutes of retries.
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # MLflow's INFO lines ("Creating initial MLflow database tables", "Detected uv project")
+    # answer nothing the user asked; its warnings still show.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 
 
@@ -42,9 +46,9 @@ class Failure(Exception):
         self.code = code
 
 
-def bound_http_time(env: dict[str, str] | os._Environ = os.environ) -> None:
-    """Make a dead or failing tracking server cost seconds, not minutes (see BOUNDED_HTTP)."""
-    for name, value in BOUNDED_HTTP.items():
+def mlflow_defaults(env: dict[str, str] | os._Environ = os.environ) -> None:
+    """MLflow settings for a command line (MLFLOW_DEFAULTS); the user's own values win."""
+    for name, value in MLFLOW_DEFAULTS.items():
         env.setdefault(name, value)
 
 

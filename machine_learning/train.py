@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,7 +201,11 @@ def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[st
 
 
 def run_name(config: TrainConfig, model: ModelName) -> str:
-    return f"{model}-{config.dataset_version}-{config.version}-seed{config.seed}"
+    """Readable and unique: what was trained, and when (two runs of one commit and seed, tuned
+    or not, are told apart in the UI)."""
+    tuned = "-tuned" if config.tune else ""
+    started = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{model}-{config.dataset_version}-{config.version}-seed{config.seed}{tuned}-{started}"
 
 
 @contextmanager

@@ -97,15 +97,14 @@ def pytest_runtestloop(session: pytest.Session):
     result = yield
     plugin = session.config.pluginmanager.getplugin("_cov")
     controller = getattr(plugin, "cov_controller", None)
-    whole_suite = session.config.args_source == pytest.Config.ArgsSource.TESTPATHS and not (
-        session.config.getoption("keyword")
-        or session.config.getoption("markexpr")
-        or session.config.getoption("lf")
-        or session.config.getoption("deselect")
+    config = session.config
+    selected = ("keyword", "markexpr", "lf", "deselect")  # lf: absent with -p no:cacheprovider
+    whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS and not any(
+        config.getoption(name, default=None) for name in selected
     )
-    if controller is None or not whole_suite or hasattr(session.config, "workerinput"):
+    if controller is None or not whole_suite or hasattr(config, "workerinput"):
         return result
-    reporter = session.config.pluginmanager.getplugin("terminalreporter")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
     for pattern, floor in COVERAGE_FLOORS.items():
         covered = controller.cov.report(include=[str(REPO_ROOT / pattern)], file=io.StringIO())
         line = f"coverage of {pattern}: {covered:.1f}% (floor {floor:.0f}%)"

@@ -129,6 +129,13 @@ def test_compare_records_a_parent_run_with_a_nested_run_per_model(stack, client,
     winners = [c for c in children if c.data.tags.get("ci.winner") == "true"]
     assert [w.info.run_id for w in winners] == [record["run_id"]]
     assert winners[0].data.params["model"] == best
+    table = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert f"{best} ✓" in done.stdout and done.stdout.count("✓") == 1
+    for model, scores in metrics["comparison"].items():
+        assert f"{scores['test_f1']:.4f}" in table[model]
+    assert f"{metrics['baseline_test_f1']:.4f}" in table["baseline"]
+    assert f"MLflow run {record['run_id']}" in done.stdout
+    assert f"view it at {stack.tracking_uri}/#/experiments/" in done.stdout
 
 
 def test_a_tracking_failure_keeps_every_local_output(stack, client, tmp_path):

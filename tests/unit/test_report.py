@@ -7,12 +7,13 @@ and review the diff of tests/golden/ like code.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 
 import pytest
 
 from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
-from ci.report import COMMENT_LIMIT, render
+from ci.report import COMMENT_LIMIT, history_section, render
 from ci.verdict import Verdict, overall
 from tests.conftest import REPO_ROOT
 
@@ -90,6 +91,8 @@ HISTORY = [
     {
         "run_id": "4f1c0ffee0d64b8f9d0e5a7a2b3c4d5e",
         "sha": "9e8d7c6",
+        "model": "xgboost",
+        "dataset": "v2",
         "time": "2026-11-26 12:40",
         "verdict": "",
         "test_f1": 0.9266,
@@ -97,8 +100,10 @@ HISTORY = [
         "test_roc_auc": 0.9809,
     },
     {
-        "run_id": "aaaa",
-        "sha": "5d4c3b2",
+        "run_id": "aaaa1111bbbb2222cccc3333dddd4444",
+        "sha": "9e8d7c6",  # a re-run of the same commit (another model): rows must differ
+        "model": "random_forest",
+        "dataset": "v2",
         "time": "2026-11-26 11:02",
         "verdict": "pass",
         "test_f1": 0.9231,
@@ -106,8 +111,10 @@ HISTORY = [
         "test_roc_auc": 0.9790,
     },
     {
-        "run_id": "bbbb",
+        "run_id": "bbbb5555cccc6666dddd7777eeee8888",
         "sha": "0a1b2c3",
+        "model": "xgboost",
+        "dataset": "v1",
         "time": "2026-11-25 17:45",
         "verdict": "fail",
         "test_f1": 0.8146,
@@ -209,3 +216,13 @@ def test_gate_json_round_trips_through_its_record(tmp_path):
     for record, _ in SCENARIOS.values():
         record.write(tmp_path / "gate.json")
         assert GateRecord.read(tmp_path / "gate.json") == record
+
+
+def test_runs_of_one_commit_are_told_apart_in_the_table_and_the_chart():
+    text = history_section(gate([0.9266, 0.9268, 0.1794, 0.9809]), HISTORY)
+    same_commit = [line for line in text.splitlines() if "`9e8d7c6`" in line]
+    assert len(same_commit) == 2 and len(set(same_commit)) == 2
+    assert "`aaaa1111`" in same_commit[1] and "random_forest" in same_commit[1]
+    labels = re.search(r"x-axis \[(.*)\]", text).group(1).split(", ")
+    assert len(set(labels)) == len(labels) == 3
+    assert labels[0] == '"#1 0a1b2c3"'  # oldest first

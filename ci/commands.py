@@ -1,0 +1,269 @@
+"""What each ``python -m ci`` command does, between the parsed arguments and the modules.
+
+Handlers stay thin: they read the boundary files, call the module that decides and turn its
+refusals into a Failure with the contract's exit code. Imports are deferred so that ``comment``
+(privileged job, bare interpreter) never loads mlflow, xgboost or pandas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from machine_learning.failures import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    Failure,
+)
+
+
+def run_comment(args: argparse.Namespace) -> int:
+    from ci.comment import (
+        CommentError,
+        Superseded,
+        find_pull_request,
+        upsert,
+        upsert_from_artifact,
+    )
+    from ci.github import GitHubClient
+    from machine_learning.records import read_text
+
+    token = os.environ.get("GITHUB_TOKEN", "")
+    repo = args.repo or os.environ.get("GITHUB_REPOSITORY", "")
+    if not token or not repo:
+        raise Failure("set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)", 2)
+    if args.artifact_dir and not args.head_sha:
+        raise Failure("--artifact-dir needs --head-sha (the workflow run's head commit)", 2)
+    sha = args.sha or os.environ.get("GITHUB_SHA", "")
+    if args.body and not args.pr and not sha:
+        raise Failure("give --pr, or --sha (or $GITHUB_SHA) to find the PR by", EXIT_BAD_INPUT)
+    github = GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+    try:
+        if args.artifact_dir:
+            posted = upsert_from_artifact(
+                github, args.artifact_dir, args.head_sha, args.kind, args.author
+            )
+            if posted is None:
+                print(f"commit {args.head_sha[:12]} belongs to no open pull request: no comment")
+                return 0
+            pr, result = posted
+        else:
+            body = read_text(args.body)
+            pr = args.pr or find_pull_request(github, sha)
+            result = upsert(github, pr, body, args.kind, args.author)
+    except Superseded as superseded:
+        print(f"::notice title=No PR comment::{superseded}")
+        return 0
+    except CommentError as error:
+        if error.status == 403 and args.read_only_ok:
+            print(f"::warning title=No PR comment::{error}")
+            return 0
+        raise Failure(str(error), error.code) from None
+    print(f"{result.action} comment {result.comment_id} on PR #{pr} {result.url}".rstrip())
+    return 0
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    from ci.gate import GateError, annotations, evaluate_gate, load_candidate, record_verdict
+    from ci.thresholds import ThresholdError
+    from machine_learning.run_record import RunRecord, is_run_id
+
+    record = RunRecord.read(args.run_json) if args.run_json else None
+    run_id = record.run_id if record else args.run_id
+    if not run_id or not is_run_id(run_id):
+        where = (
+            f"{args.run_json} has no run id (status: {record.status!r})"
+            if record
+            else (f"--run-id {str(run_id)[:40]!r} is not an MLflow run id (32 hex digits)")
+        )
+        raise Failure(where, EXIT_BAD_INPUT)
+    client = _client(args, mutating=False)
+    try:
+        candidate = load_candidate(client, run_id, record)
+        result = evaluate_gate(client, candidate, args.model_name, args.resamples)
+    except (ThresholdError, GateError) as error:
+        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    record_verdict(client, candidate.run_id, result)  # first: a pass MLflow lacks is never used
+    result.write(args.output)
+    for row in result.metrics:
+        print(f"{row.metric:>14}  {row.candidate:.4f}  {row.verdict:<12}  {row.reason}")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        print("\n".join(annotations(result)))
+    print(f"gate {result.verdict}; written to {args.output}")
+    return 0 if result.passed else EXIT_FAILED
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from ci.gate_record import GateRecord
+    from ci.report import branch_history, render
+
+    gate = GateRecord.read(args.gate_json)
+    history = []
+    if args.history > 0:
+        history = branch_history(_client(args, mutating=False), gate, args.history)
+    text = render(gate, history)
+    args.output.write_text(text, encoding="utf-8")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    print(f"report written to {args.output} ({len(text):,} characters)")
+    return 0
+
+
+def run_thresholds(args: argparse.Namespace) -> int:
+    from ci.thresholds import SEED_FILE, ThresholdError, from_seed_file
+    from ci.thresholds_command import requested_changes, show, sync, update
+
+    try:
+        if args.action == "show":
+            lines = show(_client(args, mutating=False), args.model_name)
+        elif args.action == "sync":
+            rules = from_seed_file(args.file or SEED_FILE)
+            lines = sync(_client(args, mutating=True), args.model_name, rules)
+        else:
+            changes = requested_changes(args)
+            lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
+    except ThresholdError as error:
+        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    print("\n".join(lines))
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from ci.gate_record import GateRecord
+    from ci.promote import PromotionRefused, check_promotable, promote
+    from ci.registry_lock import RegistryBusy
+    from machine_learning.provenance import build_context
+    from machine_learning.run_record import RunRecord
+
+    gate, record = GateRecord.read(args.gate_json), RunRecord.read(args.run_json)
+    sha = args.sha or build_context(os.environ).git_sha
+    try:
+        check_promotable(gate, record.run_id or "", sha)
+        move = promote(_client(args, mutating=True), args.model_name, gate, str(args.pr or ""))
+    except (PromotionRefused, RegistryBusy) as error:
+        raise Failure(f"promotion refused: {error}") from None
+    print(move.describe(f"promoted run {gate.candidate.run_id}"))
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from ci.promote import PromotionRefused, rollback
+    from ci.registry_lock import RegistryBusy
+
+    try:
+        move = rollback(_client(args, mutating=True), args.model_name, args.expect_champion)
+    except (PromotionRefused, RegistryBusy) as error:
+        raise Failure(f"rollback refused: {error}") from None
+    print(move.describe("rolled back"))
+    return 0
+
+
+def run_state(args: argparse.Namespace) -> int:
+    from ci.state import restore, save
+    from ci.state_stores import StateError, Stores
+    from machine_learning.provenance import build_context
+
+    stores = Stores(args.database, args.artifacts)
+    try:
+        if args.action == "restore":
+            print(restore(stores, args.dir))
+            return 0
+        branch = args.branch or build_context(os.environ).branch
+        print(save(_client(args, mutating=True), stores, args.dir, args.model_name, branch))
+    except StateError as error:
+        raise Failure(str(error), error.code) from None
+    return 0
+
+
+def run_server_mode(args: argparse.Namespace) -> int:
+    from ci.github import append_github_file
+    from ci.server_mode import describe_mode
+
+    team, summary = describe_mode(os.environ)
+    append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
+    # Part of the state cache's key: a snapshot is restored only by the MLflow that saved it.
+    append_github_file("GITHUB_OUTPUT", f"mlflow={metadata.version('mlflow')}", os.environ)
+    if team:
+        uri = os.environ["TEAM_TRACKING_URI"]
+        append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={uri}", os.environ)
+    append_github_file("GITHUB_STEP_SUMMARY", summary, os.environ)
+    print(
+        "team mode: training against the MLFLOW_TRACKING_URI variable"
+        if team
+        else "ephemeral mode: the repository's compose stack, state carried by the cache"
+    )
+    return 0
+
+
+def run_stack_up(args: argparse.Namespace) -> int:
+    from ci.github import append_github_file
+    from ci.stack import COMPOSE_PROJECT, DockerStack, StackError, write_env_file
+
+    write_env_file(Path(".env"))
+    try:
+        DockerStack(COMPOSE_PROJECT, port=5000).up()
+    except StackError as error:
+        raise Failure(str(error)) from None
+    append_github_file("GITHUB_ENV", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000", os.environ)
+    print("stack up: MLflow at http://127.0.0.1:5000")
+    return 0
+
+
+def run_stack_down(args: argparse.Namespace) -> int:
+    from ci.stack import COMPOSE_PROJECT, DockerStack, StackError
+
+    try:
+        DockerStack(COMPOSE_PROJECT, port=5000).down()
+    except StackError as error:
+        raise Failure(str(error)) from None
+    return 0
+
+
+def run_build_info(args: argparse.Namespace) -> int:
+    from ci.build_info import BuildInfo
+    from machine_learning.provenance import build_context
+
+    try:
+        info = BuildInfo.of(build_context(os.environ))
+    except ValueError as error:
+        raise Failure(f"cannot describe this build: {error}", EXIT_BAD_INPUT) from None
+    info.write(args.output)
+    print(f"build info written to {args.output}")
+    return 0
+
+
+COMMANDS = {
+    "server-mode": run_server_mode,
+    "stack-up": run_stack_up,
+    "stack-down": run_stack_down,
+    "build-info": run_build_info,
+    "state": run_state,
+    "comment": run_comment,
+    "gate": run_gate,
+    "report": run_report,
+    "thresholds": run_thresholds,
+    "promote": run_promote,
+    "rollback": run_rollback,
+}
+
+
+def _client(args: argparse.Namespace, mutating: bool):
+    """An MLflow client for the resolved tracking URI; a command that changes state never
+    falls back to the embedded store (it would report success on the wrong store)."""
+    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
+
+    try:
+        target = resolve_tracking_uri(args.tracking_uri, os.environ, allow_fallback=not mutating)
+    except TrackingUnavailable as error:
+        raise Failure(str(error), EXIT_UNREACHABLE) from None
+    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
+    import mlflow
+
+    mlflow.set_tracking_uri(target.uri)
+    return mlflow.MlflowClient(target.uri)
