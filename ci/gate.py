@@ -92,12 +92,12 @@ def _get_run(client: MlflowClient, run_id: str):
 
 def test_battles(candidate: Candidate) -> pd.DataFrame:
     """The candidate's held-out battles, rebuilt and checked against its logged digest."""
-    from machine_learning.datasets import TEST_SEED, battles, table_digest
+    from machine_learning.datasets import held_out_battles, table_digest
     from machine_learning.simulator import Scenario
 
     params = candidate.params
     try:
-        table = battles(int(params["n_test"]), Scenario(params["scenario_type"]), TEST_SEED)
+        table = held_out_battles(int(params["n_test"]), Scenario(params["scenario_type"]))
     except (KeyError, ValueError) as exc:
         message = f"run {candidate.run_id} lacks the params to rebuild its test set: {exc}"
         raise GateError(message) from None

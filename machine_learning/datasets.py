@@ -74,13 +74,19 @@ def battles(n: int, scenario: Scenario, seed: int) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def held_out_battles(n_test: int, scenario: Scenario) -> pd.DataFrame:
+    """The held-out test set: from the fixed TEST_SEED, so every model of every run (and the
+    gate re-scoring a champion) sees the same battles for the same size and scenario."""
+    return battles(n_test, scenario, TEST_SEED)
+
+
 def make_battle_data(
     n_battles: int, scenario: Scenario, seed: int, n_test: int = DEFAULT_TEST_BATTLES
 ) -> BattleData:
-    """Training battles from ``seed``; test battles from the fixed TEST_SEED."""
+    """Training battles from ``seed``; the held-out test battles."""
     return BattleData(
         train=battles(n_battles, scenario, seed),
-        test=battles(n_test, scenario, TEST_SEED),
+        test=held_out_battles(n_test, scenario),
         scenario=scenario,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FLOOR_LINES = pytest.StashKey[list[tuple[str, bool]]]()
 # Least share of lines the whole suite must run, per package and per module where a miss hurts
 # most (what decides, promotes, restores and posts).
 COVERAGE_FLOORS = {
@@ -63,6 +65,36 @@ def run_cli(
     )
 
 
+def actions_env(
+    tmp_path: Path, sha: str, pr: int = 12, head_ref: str = "feature/types", **extra: str
+) -> dict[str, str]:
+    """A CLI environment as GitHub Actions gives it to a pull_request job of ``pr`` whose head
+    is ``sha`` (``extra`` overrides, e.g. GITHUB_SHA: the merge commit)."""
+    event = tmp_path / f"event-{sha[:6]}.json"
+    event.write_text(json.dumps({"pull_request": {"number": pr, "head": {"sha": sha}}}))
+    github = {
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_SHA": sha,
+        "GITHUB_HEAD_REF": head_ref,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "owner/repo",
+        "GITHUB_RUN_ID": "777",
+    }
+    return cli_env(**(github | extra))
+
+
+def load_workflow(path: Path) -> dict:
+    """A workflow file as GitHub reads it (YAML 1.1 reads the key ``on`` as true)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
 @cache
 def stack_backend() -> str:
     from tests.native_stack import choose_backend
@@ -104,13 +136,22 @@ def pytest_runtestloop(session: pytest.Session):
     )
     if controller is None or not whole_suite or hasattr(config, "workerinput"):
         return result
-    reporter = config.pluginmanager.getplugin("terminalreporter")
+    lines = []
     for pattern, floor in COVERAGE_FLOORS.items():
         covered = controller.cov.report(include=[str(REPO_ROOT / pattern)], file=io.StringIO())
-        line = f"coverage of {pattern}: {covered:.1f}% (floor {floor:.0f}%)"
-        if covered < floor:
-            reporter.write_line(f"ERROR: {line}", red=True, bold=True)
-            session.testsfailed += 1
-        else:
-            reporter.write_line(line)
+        missed = covered < floor
+        session.testsfailed += missed
+        lines.append(
+            (f"{'FAILED: ' if missed else ''}{pattern} {covered:.1f}% (floor {floor:.0f}%)", missed)
+        )
+    config.stash[FLOOR_LINES] = lines
     return result
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The floors' verdicts, after pytest-cov's table."""
+    lines = config.stash.get(FLOOR_LINES, [])
+    if lines:
+        terminalreporter.write_sep("=", "coverage floors")
+    for line, missed in lines:
+        terminalreporter.write_line(line, red=missed, bold=missed)

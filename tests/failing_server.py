@@ -40,7 +40,9 @@ class HalfDeadServer:
     def __init__(self, mode: str = "503") -> None:
         handler = type("Handler", (_Handler,), {"mode": mode})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -7,25 +7,10 @@ import uuid
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import actions_env, cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 TEST_ROWS = "3000"
-
-
-def actions_env(stack, tmp_path, sha: str, pr: int = 21) -> dict[str, str]:
-    event = tmp_path / f"event-{sha[:6]}.json"
-    event.write_text(json.dumps({"pull_request": {"number": pr, "head": {"sha": sha}}}))
-    return cli_env(
-        MLFLOW_TRACKING_URI=stack.tracking_uri,
-        CI="true",
-        GITHUB_ACTIONS="true",
-        GITHUB_EVENT_NAME="pull_request",
-        GITHUB_EVENT_PATH=str(event),
-        GITHUB_SHA=sha,
-        GITHUB_HEAD_REF="feature/gate",
-        GITHUB_RUN_ID="1",
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,9 @@ def runs(stack, tmp_path_factory):
             "--output-dir",
             name,
             cwd=root,
-            env=actions_env(stack, root, sha),
+            env=actions_env(
+                root, sha, pr=21, head_ref="feature/gate", MLFLOW_TRACKING_URI=stack.tracking_uri
+            ),
         )
         assert done.returncode == 0, done.stderr
         record = json.loads((root / name / "run.json").read_text())
@@ -292,3 +279,26 @@ def test_report_lists_the_pull_requests_runs(stack, client, runs, model_name, tm
     assert f"`{runs['strong']['sha'][:7]}` (this run)" in report
     assert report.count("| `") >= 3 and "xychart-beta" in report
     assert summary.read_text().startswith(report)
+
+
+def test_a_run_the_gate_cannot_judge_is_named(stack, client, tmp_path):
+    from ci.gate import Candidate, GateError, load_candidate, test_battles
+
+    experiment = client.create_experiment(f"unjudgeable-{uuid.uuid4().hex[:8]}")
+    bare = client.create_run(experiment).info.run_id
+    with pytest.raises(GateError, match=f"run {bare} has no logged model"):
+        load_candidate(client, bare, None)
+    missing = uuid.uuid4().hex
+    with pytest.raises(GateError, match=f"run {missing} does not exist on the tracking server"):
+        load_candidate(client, missing, None)
+    client.delete_run(bare)
+    with pytest.raises(GateError, match="is deleted; train again or restore it"):
+        load_candidate(client, bare, None)
+
+    def candidate(params, digest=""):
+        return Candidate(bare, "models:/m-1", None, params, {"ci.test_digest": digest})
+
+    with pytest.raises(GateError, match="lacks the params to rebuild its test set"):
+        test_battles(candidate({"n_test": "200"}))
+    with pytest.raises(GateError, match="the simulator changed since that run"):
+        test_battles(candidate({"n_test": "200", "scenario_type": "random"}, "0" * 16))

@@ -12,27 +12,10 @@ import pytest
 
 from machine_learning.datasets import LABEL, battles
 from machine_learning.simulator import Scenario
-from tests.conftest import REPO_ROOT, cli_env, run_cli
+from tests.conftest import REPO_ROOT, actions_env, cli_env, run_cli
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "3000", "--n-test", "1000")
-
-
-def actions_env(tmp_path, **extra: str) -> dict[str, str]:
-    event = tmp_path / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 12, "head": {"sha": "c0ffee" * 6}}}))
-    return cli_env(
-        CI="true",
-        GITHUB_ACTIONS="true",
-        GITHUB_EVENT_NAME="pull_request",
-        GITHUB_EVENT_PATH=str(event),
-        GITHUB_SHA="merge" * 8,
-        GITHUB_HEAD_REF="feature/types",
-        GITHUB_SERVER_URL="https://github.com",
-        GITHUB_REPOSITORY="owner/repo",
-        GITHUB_RUN_ID="777",
-        **extra,
-    )
 
 
 def read_json(path):
@@ -51,7 +34,7 @@ def test_train_logs_params_metrics_tags_data_and_a_loadable_model(stack, client,
         "out",
         *SMALL,
         cwd=tmp_path,
-        env=actions_env(tmp_path),
+        env=actions_env(tmp_path, "c0ffee" * 6, GITHUB_SHA="merge" * 8),
     )
     assert done.returncode == 0, done.stderr
     assert f"MLflow tracking URI: {stack.tracking_uri} (--tracking-uri)" in done.stderr

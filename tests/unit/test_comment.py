@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ci.comment import ACTIONS_BOT, CommentError, find_pull_request, marker, upsert
+from ci.comment import (
+    ACTIONS_BOT,
+    REPORT_LIMIT,
+    TRUNCATED,
+    CommentError,
+    find_pull_request,
+    marker,
+    upsert,
+    upsert_from_artifact,
+)
 from ci.github import GitHubClient, GitHubError
 from tests.conftest import cli_env
 
@@ -269,3 +280,62 @@ def test_a_secondary_rate_limit_403_is_waited_out(github):
     sleeps: list[float] = []
     assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
     assert sleeps == [1.0]
+
+
+def artifact(tmp_path, report: str = "report", **build) -> Path:
+    """A train run's report artifact folder, as the pr-comment job downloads it."""
+    folder = tmp_path / "artifact"
+    folder.mkdir(exist_ok=True)
+    (folder / "build.json").write_text(json.dumps({"head_sha": SHA} | build))
+    (folder / "report.md").write_text(report)
+    return folder
+
+
+def test_an_artifact_for_another_commit_is_refused(github, tmp_path):
+    folder = artifact(tmp_path, head_sha="b" * 40, pr_number=7)
+    with pytest.raises(CommentError, match=r"describes commit b{40}, not the workflow") as caught:
+        upsert_from_artifact(client(github), folder, SHA, "train")
+    assert caught.value.code == 2 and not github.requests
+
+
+def test_an_oversized_artifact_report_is_cut_with_a_note(github, tmp_path):
+    github.add_pull(7, SHA)
+    folder = artifact(tmp_path, "x" * (REPORT_LIMIT + 10), pr_number=7)
+    number, result = upsert_from_artifact(client(github), folder, SHA, "train")
+    body = github.comments_on(7)[0]["body"]
+    assert (number, result.action) == (7, "created")
+    assert body.endswith(TRUNCATED) and body.count("x") == REPORT_LIMIT
+
+
+def test_an_artifact_without_a_pr_is_commented_on_its_commits_pr_or_nowhere(github, tmp_path):
+    assert upsert_from_artifact(client(github), artifact(tmp_path), SHA, "train") is None
+    github.add_pull(8, SHA)
+    number, _ = upsert_from_artifact(client(github), artifact(tmp_path), SHA, "train")
+    assert number == 8 and len(github.comments_on(8)) == 1
+
+
+def test_an_artifact_naming_a_pr_its_commit_is_not_part_of_is_refused(github, tmp_path):
+    github.add_pull(7, "c" * 40)  # PR 7 never had commit SHA
+    with pytest.raises(CommentError, match="names another PR; refusing") as caught:
+        upsert_from_artifact(client(github), artifact(tmp_path, pr_number=7), SHA, "train")
+    assert caught.value.code == 2 and not github.calls("POST")
+
+
+@pytest.mark.parametrize(
+    ("status", "explained"),
+    [(502, "GitHub kept failing or rate-limiting after retries"), (410, "GitHub API error")],
+)
+def test_github_failures_while_checking_the_pr_are_explained(github, tmp_path, status, explained):
+    github.add_pull(7, SHA)
+    github.failures.extend([(status, {}, {"message": "no"})] * 5)
+    with pytest.raises(CommentError, match=explained) as caught:
+        upsert_from_artifact(client(github), artifact(tmp_path, pr_number=7), SHA, "train")
+    assert caught.value.status == status
+
+
+def test_a_create_refused_outright_is_not_retried(github):
+    github.add_pull(7, SHA)
+    github.failures_after["POST"] = (422, {}, {"message": "Validation Failed"})
+    with pytest.raises(CommentError, match="rejected the comment"):
+        upsert(client(github), 7, "report", "train")
+    assert [r.method for r in github.requests] == ["GET", "POST"]

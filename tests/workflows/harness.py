@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests import fake_docker
+from tests.conftest import load_workflow
 from tests.github_server import read_only
 from tests.native_stack import NativeStack
 from tests.workflows.expressions import Evaluator, condition, interpolate, standard_functions
@@ -87,7 +86,7 @@ class Runner:
     stacks: list[NativeStack] = field(default_factory=list)
 
     def run(self, workflow: Path, job_name: str, event: Event) -> JobResult:
-        spec = _load(workflow)
+        spec = load_workflow(workflow)
         inputs = validate_inputs(spec["on"], event)
         job = spec["jobs"][job_name]
         work = self.home / f"run-{event.run_id}-{job_name}"
@@ -196,12 +195,6 @@ def validate_inputs(triggers: dict, event: Event) -> dict:
             raise InvalidInputs(f"{name}: {value!r} is not a number")
         values[name] = value
     return values
-
-
-def _load(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text())
-    data["on"] = data.pop(True, data.get("on"))
-    return data
 
 
 class _JobState:

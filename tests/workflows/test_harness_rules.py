@@ -8,13 +8,13 @@ import subprocess
 import pytest
 
 from ci.server_mode import describe_mode
+from tests.conftest import load_workflow
 from tests.workflows.harness import (
     REPO_ROOT,
     Event,
     _bare_python,
     _can_write,
     _from_fork,
-    _load,
     leaked_masks,
 )
 
@@ -23,8 +23,8 @@ SAME = {"pull_request": {"number": 9, "head": {"sha": "f" * 40, "repo": {"full_n
 
 
 def test_only_a_job_granted_write_and_not_from_a_fork_gets_a_writing_token():
-    comment = _load(REPO_ROOT / ".github/workflows/pr-comment.yml")["jobs"]["comment"]
-    train = _load(REPO_ROOT / ".github/workflows/train.yml")["jobs"]["train"]
+    comment = load_workflow(REPO_ROOT / ".github/workflows/pr-comment.yml")["jobs"]["comment"]
+    train = load_workflow(REPO_ROOT / ".github/workflows/train.yml")["jobs"]["train"]
     push = Event("push", "refs/heads/main", "a" * 40, 1)
     fork = Event("pull_request", "refs/pull/9/merge", "b" * 40, 2, FORK)
     assert _can_write(comment, push, "o/b")

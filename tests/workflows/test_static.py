@@ -8,23 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_workflow
 
 GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
-def load(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text())
-    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as true
-    return data
-
-
 def steps(path: Path):
-    for job_name, job in load(path)["jobs"].items():
+    for job_name, job in load_workflow(path)["jobs"].items():
         for index, step in enumerate(job.get("steps", [])):
             yield job_name, index, step
 
@@ -101,7 +94,7 @@ def test_actions_run_on_node_24(path):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_least_privilege(path):
-    workflow = load(path)
+    workflow = load_workflow(path)
     assert workflow["permissions"] == {}
     assert "pull_request_target" not in workflow["on"]
     assert "write-all" not in path.read_text()
@@ -115,7 +108,7 @@ def test_least_privilege(path):
 
 def test_each_job_asks_only_for_what_its_steps_use():
     train, comment, tests = (
-        load(GITHUB / "workflows" / f"{n}.yml") for n in ("train", "pr-comment", "tests")
+        load_workflow(GITHUB / "workflows" / f"{n}.yml") for n in ("train", "pr-comment", "tests")
     )
     assert {n: j["permissions"] for n, j in train["jobs"].items()} == {
         "train": {"contents": "read"},
@@ -132,7 +125,7 @@ def test_each_job_asks_only_for_what_its_steps_use():
 
 
 def test_train_triggers_and_typed_dispatch_inputs():
-    train = load(GITHUB / "workflows" / "train.yml")
+    train = load_workflow(GITHUB / "workflows" / "train.yml")
     assert train["on"]["push"] == {"branches": ["**"]}
     assert "pull_request" in train["on"]
     assert "head.repo.full_name != github.repository" in train["jobs"]["train"]["if"]
@@ -151,7 +144,7 @@ def test_train_triggers_and_typed_dispatch_inputs():
 
 
 def test_the_comment_job_never_runs_pull_request_code():
-    comment = load(GITHUB / "workflows" / "pr-comment.yml")
+    comment = load_workflow(GITHUB / "workflows" / "pr-comment.yml")
     assert comment["on"] == {"workflow_run": {"workflows": ["train"], "types": ["completed"]}}
     job = comment["jobs"]["comment"]
     runs = [step["run"] for step in job["steps"] if "run" in step]

@@ -1,0 +1,100 @@
+"""Default-branch runs, simulated from the workflows' own steps: promotion on merge, branches
+judged against main's champion, a failing regression, rollback, team mode (see story.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.workflows.harness import Event
+from tests.workflows.story import BRANCH, SHAS, TRAIN, failure_details
+
+pytestmark = pytest.mark.integration
+
+
+def test_merge_to_main_promotes_the_champion(story):
+    result = story.merged()
+    assert result.conclusion == "success", failure_details(result)
+    assert "v1 is now champion" in result.step("Promote").output
+    snapshots = list((story.runner.home / "cache").glob("refs_heads_main/mlflow-state-*"))
+    manifest = json.loads((snapshots[0] / "manifest.json").read_text())
+    assert story.artifact(103)["candidate"]["run_id"] in manifest["kept_runs"]
+
+
+def test_a_branch_push_is_compared_with_mains_champion_but_cannot_promote(story):
+    result = story.branch_push()
+    assert result.conclusion == "success", failure_details(result)
+    assert "restored the snapshot of main" in result.step("Load MLflow state").output
+    gate = story.artifact(104)
+    assert gate["champion"]["version"] == "1"
+    assert result.step("Promote").outcome == "skipped"
+
+
+def test_a_regression_fails_the_job_and_the_comment_shows_it(story):
+    story.branch_push()  # main has a champion; the PR's head is this commit
+    event = Event(
+        "workflow_dispatch",
+        f"refs/heads/{BRANCH}",
+        SHAS["regression"],
+        105,
+        inputs={"model": "logistic_regression", "dataset-version": "v1"},
+    )
+    result = story.runner.run(TRAIN, "train", event)
+    assert result.conclusion == "failure"
+    assert result.step("Gate").outcome == "failure"
+    assert result.step("Upload the report").outcome == "success"
+    assert story.artifact(105)["verdict"] == "fail"
+    commented = story.comment_on(105, SHAS["regression"], "workflow_dispatch")
+    assert commented.conclusion == "success", failure_details(commented)
+    comments = story.our_comments()
+    assert len(comments) == 1
+    assert (
+        "### ❌ Gate failed" in comments[0]["body"] and "logistic_regression" in comments[0]["body"]
+    )
+
+
+def test_rollback_moves_the_champion_back(story):
+    story.merged()
+    result = story.push("refs/heads/main", SHAS["merge2"], 111)
+    assert result.conclusion == "success", failure_details(result)
+    assert "v2 is now champion; v1 is now previous-champion" in result.step("Promote").output
+    event = Event(
+        "workflow_dispatch", "refs/heads/main", SHAS["merge2"], 112, inputs={"action": "rollback"}
+    )
+    assert story.runner.run(TRAIN, "train", event).conclusion == "skipped"
+    rolled = story.runner.run(TRAIN, "rollback", event)
+    assert rolled.conclusion == "success", failure_details(rolled)
+    assert (
+        "rolled back: v1 is now champion; v2 is now previous-champion"
+        in rolled.step("Roll back").output
+    )
+
+
+def test_team_mode_trains_against_the_teams_server_without_stack_or_cache(story, tmp_path):
+    import mlflow
+
+    from tests.native_stack import NativeStack
+
+    runner = story.runner
+    team = NativeStack(tmp_path / "team").up()
+    runner.vars["MLFLOW_TRACKING_URI"] = team.tracking_uri
+    try:
+        cache_before = sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*"))
+        result = story.push("refs/heads/team-feature", "c" * 40, 113)
+        assert result.conclusion == "success", failure_details(result)
+        for step in (
+            "Start the stack",
+            "Load MLflow state",
+            "Snapshot MLflow state",
+            "Stop the stack",
+        ):
+            assert result.step(step).outcome == "skipped", step
+        run_id = story.artifact(113)["candidate"]["run_id"]
+        assert mlflow.MlflowClient(team.tracking_uri).get_run(run_id).info.status == "FINISHED"
+        assert sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*")) == (
+            cache_before
+        )
+    finally:
+        runner.vars.pop("MLFLOW_TRACKING_URI")
+        team.down()

@@ -1,0 +1,155 @@
+"""Pull-request runs, simulated from the workflows' own steps: pushes to a PR's branch, the
+sticky comment, forks, and what a dispatch may and may not ask (see story.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.workflows.harness import Event, InvalidInputs
+from tests.workflows.story import BRANCH, PR, SHAS, TRAIN, failure_details
+
+pytestmark = pytest.mark.integration
+
+
+def test_first_push_on_a_pr_bootstraps_and_creates_the_comment(story):
+    result = story.first_push()
+    assert result.conclusion == "success", failure_details(result)
+    assert "no snapshot" in result.step("Load MLflow state").output
+    gate = story.artifact(101)
+    assert gate["champion"] is None and gate["verdict"] == "pass"
+    assert "seeded into" in gate["thresholds_source"]
+    assert "### ✅ Gate passed" in result.summary
+    assert list((story.runner.home / "cache").glob("refs_heads_feature_type-chart/mlflow-state-*"))
+
+    commented = story.first_comment()
+    assert commented.conclusion == "success", failure_details(commented)
+    comments = story.our_comments()
+    assert len(comments) == 1 and "no champion yet" in comments[0]["body"]
+    assert [r.method for r in story.github.requests].count("POST") == 1
+
+
+def test_second_push_edits_the_comment_with_a_history_of_two(story):
+    story.first_comment()
+    result = story.second_push()
+    assert result.conclusion == "success", failure_details(result)
+    assert "restored the snapshot of feature/type-chart" in result.step("Load MLflow state").output
+    assert story.comment_on(102, SHAS["second"]).conclusion == "success"
+    comments = story.our_comments()
+    assert len(comments) == 1
+    body = comments[0]["body"]
+    assert f"`{SHAS['second'][:7]}` (this run)" in body and f"`{SHAS['first'][:7]}`" in body
+    assert story.github.calls("PATCH")
+    assert [r.method for r in story.github.requests].count("POST") == 1
+
+
+def test_a_late_comment_job_of_a_superseded_push_is_a_notice_not_a_failure(story):
+    story.second_push()  # the PR's head is the second push now; run 101 was the first's
+    before = [c["body"] for c in story.our_comments()]
+    late = story.comment_on(101, SHAS["first"])
+    assert late.conclusion == "success", failure_details(late)
+    step = late.step("Comment on the pull request")
+    assert f"::notice title=No PR comment::PR #{PR} has moved on to" in step.output
+    assert [c["body"] for c in story.our_comments()] == before
+
+
+def test_same_repo_pull_request_events_do_not_train_twice(story):
+    payload = {
+        "pull_request": {
+            "number": PR,
+            "head": {"sha": SHAS["second"], "repo": {"full_name": "octo/battles"}},
+        }
+    }
+    event = Event("pull_request", f"refs/pull/{PR}/merge", "a" * 40, 108, payload, head_ref=BRANCH)
+    assert story.runner.run(TRAIN, "train", event).conclusion == "skipped"
+
+
+def test_fork_pr_comments_only_with_a_genuine_artifact(story):
+    runner, github = story.runner, story.github
+    fork_pr = 9
+    github.add_pull(fork_pr, SHAS["fork"])
+    payload = {
+        "pull_request": {
+            "number": fork_pr,
+            "head": {"sha": SHAS["fork"], "repo": {"full_name": "eve/battles"}},
+        }
+    }
+    event = Event(
+        "pull_request", f"refs/pull/{fork_pr}/merge", "b" * 40, 109, payload, head_ref="eve-patch"
+    )
+    runner.vars["MLFLOW_TRACKING_URI"] = "http://team-server.invalid"  # forks never see it
+    try:
+        result = runner.run(TRAIN, "train", event)
+    finally:
+        del runner.vars["MLFLOW_TRACKING_URI"]
+    assert result.conclusion == "success", failure_details(result)
+    assert "pull requests from forks get no repository variables" in result.summary
+    assert story.artifact(109, "build.json")["pr_number"] == fork_pr
+
+    forged_dir = runner.home / "artifacts" / "110" / "train-report"
+    shutil.copytree(runner.home / "artifacts" / "109" / "train-report", forged_dir)
+    build = json.loads((forged_dir / "build.json").read_text())
+    (forged_dir / "build.json").write_text(json.dumps(build | {"pr_number": PR}))
+    before = [c["body"] for c in story.our_comments()]
+    forged = story.comment_on(110, SHAS["fork"], "pull_request")
+    assert forged.conclusion == "failure"
+    assert f"PR #{PR}'s head is" in forged.step("Comment on the pull request").output
+    assert [c["body"] for c in story.our_comments()] == before
+
+    genuine = story.comment_on(109, SHAS["fork"], "pull_request")
+    assert genuine.conclusion == "success", failure_details(genuine)
+    assert len(story.our_comments(fork_pr)) == 1
+
+
+def test_dispatch_inputs_reach_the_cli(story):
+    event = Event(
+        "workflow_dispatch",
+        "refs/heads/main",
+        SHAS["dispatch"],
+        106,
+        inputs={
+            "model": "random_forest",
+            "scenario": "balanced",
+            "tune": False,
+            "n-trials": 3,
+            "promote": False,
+        },
+    )
+    result = story.runner.run(TRAIN, "train", event)
+    assert result.step("Train").outcome == "success", failure_details(result)
+    params = story.artifact(106)["candidate"]["params"]
+    assert (params["model"], params["scenario_type"], params["n_trials"], params["tune"]) == (
+        "random_forest",
+        "balanced",
+        "3",
+        "False",
+    )
+    assert result.step("Promote").outcome == "skipped"  # promote: false (and gate judged)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"model": "svm"}, "model: 'svm' is not one of"),
+        ({"tune": "yes"}, "tune: 'yes' is not a boolean"),
+        ({"epochs": 3}, "unexpected inputs ['epochs']"),
+    ],
+)
+def test_dispatch_inputs_github_would_refuse(story, inputs, message):
+    with pytest.raises(InvalidInputs, match=message.replace("[", r"\[").replace("]", r"\]")):
+        story.runner.run(
+            TRAIN,
+            "train",
+            Event("workflow_dispatch", "refs/heads/main", "f" * 40, 1, inputs=inputs),
+        )
+
+
+def test_a_dispatch_input_the_cli_refuses_fails_the_train_step(story):
+    event = Event("workflow_dispatch", "refs/heads/main", "e" * 40, 107, inputs={"n-trials": 0})
+    result = story.runner.run(TRAIN, "train", event)
+    assert result.conclusion == "failure"
+    train = result.step("Train")
+    assert train.outcome == "failure"
+    assert "argument --n-trials: must be between 1 and 1,000" in train.output
