@@ -10,7 +10,6 @@ import argparse
 import os
 from pathlib import Path
 
-from ci.registry import REGISTERED_MODEL
 from machine_learning.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
@@ -23,6 +22,7 @@ from machine_learning.failures import (
     mlflow_defaults,
     run_command,
 )
+from machine_learning.provenance import REGISTERED_MODEL
 
 OUTPUTS = Path("outputs")
 ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --help stays light

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from ci import bootstrap
 from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
-from ci.registry import CHAMPION, load_thresholds, version_by_alias
+from ci.registry import load_thresholds, version_by_alias
 from ci.verdict import Verdict, judge, overall
 from machine_learning.datasets import LABEL
 from machine_learning.metric_names import MAIN_METRIC
 from machine_learning.provenance import (
+    CHAMPION,
     TAG_BRANCH,
     TAG_DATASET_DIGEST,
     TAG_GIT_SHA,

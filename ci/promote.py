@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from ci.gate_record import GateRecord
 from ci.registry import (
-    CHAMPION,
     PREVIOUS_CHAMPION,
     ensure_registered_model,
     register_version,
@@ -26,7 +25,7 @@ from ci.registry import (
     version_of_run,
 )
 from ci.registry_lock import registry_lock
-from machine_learning.provenance import TAG_GIT_SHA, TAG_PR_NUMBER, TAG_RUN_ID
+from machine_learning.provenance import CHAMPION, TAG_GIT_SHA, TAG_PR_NUMBER, TAG_RUN_ID
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-REGISTERED_MODEL = "pokemon-battle"
-CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 
 

@@ -33,11 +33,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.registry import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
+from ci.registry import PREVIOUS_CHAMPION, version_by_alias
 from ci.runs import tag_filter
 from ci.state_stores import StateError, Stores
 from machine_learning.failures import EXIT_BAD_INPUT
-from machine_learning.provenance import TAG_BRANCH
+from machine_learning.provenance import CHAMPION, TAG_BRANCH
 from machine_learning.records import JsonRecord, RecordError
 from machine_learning.run_record import is_run_id
 

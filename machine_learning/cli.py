@@ -1,4 +1,4 @@
-"""Command line: ``python -m machine_learning train|compare``.
+"""Command line: ``python -m machine_learning train|compare|predict|serve``.
 
 Heavy libraries (mlflow, xgboost, pandas) are imported only once a command runs, so ``--help``
 answers at once. Exit codes: 0 success, 2 bad input, 3 tracking failed (local outputs kept).
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
+from machine_learning import use_cli
 from machine_learning.arguments import DefaultsOnce, OneLineErrorParser, int_in, positive_int
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.failures import (
@@ -132,14 +133,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="python -m machine_learning",
-        description="Train Pokémon battle outcome classifiers and track them in MLflow.",
+        description="Train Pokémon battle outcome classifiers, track them in MLflow, use them.",
         epilog=EXIT_CODES,
     )
     parser.add_argument(
         "--debug", action="store_true", help="print the traceback of an unexpected error"
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,compare}", parser_class=OneLineErrorParser
+        dest="command",
+        required=True,
+        metavar="{train,compare,predict,serve}",
+        parser_class=OneLineErrorParser,
     )
     train = commands.add_parser(
         "train",
@@ -166,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsOnce,
     )
     _add_common(compare)
+    use_cli.add_parsers(commands)
     return parser
 
 
@@ -176,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("predict", "serve"):
+        return use_cli.run(args)
     # uv venvs have no pip; MLflow warns about it on every model save, to no purpose here.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri

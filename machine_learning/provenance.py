@@ -15,6 +15,9 @@ from pathlib import Path
 
 from machine_learning.records import JsonRecord, read_json
 
+# The registered model the lifecycle promotes, and the alias that serves.
+REGISTERED_MODEL = "pokemon-battle"
+CHAMPION = "champion"
 TAG_GIT_SHA = "ci.git_sha"
 TAG_BRANCH = "ci.branch"
 TAG_EVENT = "ci.event"

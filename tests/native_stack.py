@@ -317,3 +317,15 @@ def migrated_template(admin_dsn: str) -> str:
         template.migrate()
         _TEMPLATES[admin_dsn] = template.database
     return _TEMPLATES[admin_dsn]
+
+
+def predictor_command(
+    tracking_uri: str, port: int, overrides: Mapping[str, str] | None = None
+) -> list[str]:
+    """The compose file's predictor service as a local command (this interpreter's
+    ``python -m machine_learning``) on this machine's address, port and tracking server;
+    ``overrides`` (e.g. ``--poll-interval``) replace the file's flags."""
+    spec = compose_service("predictor", os.environ)
+    machine = {"--host": "127.0.0.1", "--port": str(port), "--tracking-uri": tracking_uri}
+    flags = replace_flags(spec.command, machine | dict(overrides or {}))
+    return [sys.executable, "-m", "machine_learning", *flags]

@@ -1,0 +1,188 @@
+"""``predict`` and ``serve``: the commands that use a trained model (see predict.py, serve.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from machine_learning.arguments import DefaultsOnce, output_path, positive_int
+from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, EXIT_UNREACHABLE, Failure
+from machine_learning.predict import DEFAULT_MODEL_URI
+
+if TYPE_CHECKING:
+    from machine_learning.predict import Predictor
+
+CHUNK_ROWS = 50_000  # battles per batch step: memory stays flat whatever the input's size
+MODEL_HELP = (
+    "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
+    "runs:/<id>/model, or a folder such as outputs/model"
+)
+
+
+def add_parsers(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="who wins: ask the champion (or any model) about battles",
+        description="One battle by name (python -m machine_learning predict pikachu charizard), "
+        "or a CSV of them (--input pairs.csv --output predictions.csv: columns a,b of names, "
+        "or the model's raw columns), streamed in chunks.",
+        epilog=EXIT_CODES,
+        formatter_class=DefaultsOnce,
+    )
+    predict.add_argument("names", nargs="*", metavar="NAME", help="two Pokémon: a and b")
+    predict.add_argument("--input", type=Path, help="CSV of battles (columns a,b or raw rows)")
+    predict.add_argument("--output", type=output_path, help="CSV to write (with --input)")
+    predict.add_argument("--json", action="store_true", help="print the service's JSON shape")
+    predict.add_argument(
+        "--chunk-rows",
+        type=positive_int,
+        default=CHUNK_ROWS,
+        help="battles read, scored and written at a time (memory stays flat)",
+    )
+    _add_model_options(predict)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the champion over HTTP, following the alias as it moves",
+        description="GET / (a page to ask), /health, /version, /metrics (Prometheus), "
+        '/names; POST /predict {"battles": [{"a": "pikachu", "b": "charizard"}]}. A registry '
+        "alias is polled and a new version swapped in without a restart.",
+        epilog=EXIT_CODES,
+        formatter_class=DefaultsOnce,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=positive_int, default=8000, help="port to bind")
+    serve.add_argument(
+        "--poll-interval", type=float, default=10.0, help="seconds between alias checks"
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        default="localhost,127.0.0.1,predictor",
+        help="Host headers answered (comma-separated; others get 400): DNS-rebinding protection",
+    )
+    _add_model_options(serve)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=MODEL_HELP)
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI for registry URIs (default: as for train)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_predict(args) if args.command == "predict" else run_serve(args)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from machine_learning.predict import PredictError, load_predictor, pokedex
+
+    if args.input is None and len(args.names) != 2:
+        raise Failure("give two Pokémon (predict pikachu charizard), or --input FILE", 2)
+    if args.input is not None and (args.names or args.output is None):
+        raise Failure("--input goes with --output FILE and no names", EXIT_BAD_INPUT)
+    try:
+        if args.input is None:
+            rows = pokedex().battles([tuple(args.names)])  # names first: no model load if wrong
+        predictor = load_predictor(_describe(args))
+        if args.input is not None:
+            return _batch(predictor, args.input, args.output, args.chunk_rows)
+        answer = predictor.answer(rows)
+    except PredictError as error:
+        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    if args.json:
+        print(json.dumps(answer))
+        return 0
+    battle = answer["predictions"][0]
+    a, b, p = battle["a"], battle["b"], battle["p_a_wins"]
+    winner, loser, odds = (a, b, p) if p >= 0.5 else (b, a, 1 - p)
+    print(f"{winner} beats {loser} with probability {odds:.3f} ({predictor.info.label})")
+    return 0
+
+
+def _batch(predictor: Predictor, source: Path, target: Path, chunk_rows: int) -> int:
+    """Score a CSV in chunks, appending each to ``target`` as it is done: a bad row further
+    down leaves every earlier chunk's predictions on disk."""
+    import pandas as pd
+
+    from machine_learning.predict import PredictError, battle_rows
+
+    done = 0
+    try:
+        chunks = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
+        for chunk in chunks:
+            records = chunk.to_dict("records")
+            try:
+                rows = battle_rows(records)
+            except PredictError as error:
+                raise PredictError(
+                    f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
+                    f"{target} holds the {done:,} rows before them"
+                ) from None
+            p = predictor.p_a_wins(rows)
+            out = pd.DataFrame(
+                {
+                    "a": rows["a_name"],
+                    "b": rows["b_name"],
+                    "p_a_wins": p.round(6),
+                    "p_b_wins": (1 - p).round(6),
+                    "model_version": predictor.info.version,
+                    "model_uri": predictor.info.uri,
+                }
+            )
+            out.to_csv(target, mode="w" if done == 0 else "a", header=done == 0, index=False)
+            done += len(chunk)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        if isinstance(error, PredictError):
+            raise
+        raise PredictError(f"cannot read {source}: {str(error).splitlines()[0]}") from None
+    print(f"{done:,} battles scored by {predictor.info.label} → {target}")
+    return 0
+
+
+def _describe(args: argparse.Namespace):
+    """What --model-uri names; the registry is asked only for a models:/ URI."""
+    from machine_learning.predict import describe
+
+    if not args.model_uri.startswith(("models:/", "runs:/")):
+        if not Path(args.model_uri).is_dir():
+            raise Failure(f"--model-uri {args.model_uri}: no such model folder", EXIT_BAD_INPUT)
+        return describe(args.model_uri, None)
+    return describe(args.model_uri, _client(args))
+
+
+def _client(args: argparse.Namespace):
+    import mlflow
+
+    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
+
+    try:
+        target = resolve_tracking_uri(args.tracking_uri, os.environ)
+    except TrackingUnavailable as error:
+        raise Failure(str(error), EXIT_UNREACHABLE) from None
+    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
+    mlflow.set_tracking_uri(target.uri)
+    return mlflow.MlflowClient(target.uri)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from machine_learning.serve import Following, create_app
+
+    registry = args.model_uri.startswith(("models:/", "runs:/"))
+    client = _client(args) if registry else None
+    following = Following(args.model_uri, client, args.poll_interval).start()
+    if following.current is None and not following.follows_alias:
+        raise Failure(following.error, EXIT_BAD_INPUT)
+    hosts = [host.strip() for host in args.allowed_hosts.split(",") if host.strip()]
+    served = (
+        following.current.info.label if following.current else f"nothing yet ({following.error})"
+    )
+    print(f"serving {served} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(following, hosts), host=args.host, port=args.port, log_level="warning")
+    following.stop()
+    return 0

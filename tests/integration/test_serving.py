@@ -1,0 +1,271 @@
+"""Using the champion: ``predict`` and ``serve`` against the real PostgreSQL-backed MLflow server.
+
+Two small models are trained once and registered as versions 1 and 2; a third version points
+at a corrupted model folder. The service runs as the user would start it (a subprocess, real
+HTTP) and must follow the ``champion`` alias as it moves, keep serving when a version cannot
+be loaded, and refuse what it should refuse.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.conftest import cli_env, run_cli
+from tests.native_stack import free_port, predictor_command
+
+pytestmark = pytest.mark.integration
+SMALL = ("--n-battles", "2000", "--n-test", "300")
+
+
+@pytest.fixture(scope="module")
+def registry(stack, tmp_path_factory):
+    """A registered model with two good versions (1: xgboost, 2: logistic regression) and a
+    broken one (3); the champion alias on version 1."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("serving")
+    client = mlflow.MlflowClient(stack.tracking_uri)
+    name = f"pb-serve-{uuid.uuid4().hex[:8]}"
+    versions = []
+    for model in ("xgboost", "logistic_regression"):
+        out = root / model
+        done = run_cli(
+            "train", "--model", model, *SMALL, "--output-dir", str(out),
+            "--tracking-uri", stack.tracking_uri, cwd=root,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        record = json.loads((out / "run.json").read_text())
+        mlflow.set_tracking_uri(stack.tracking_uri)
+        versions.append(mlflow.register_model(record["model_uri"], name).version)
+    broken = root / "broken"
+    shutil.copytree(root / "xgboost" / "model", broken)
+    (broken / "MLmodel").write_text("flavors: [this is not a model\n")
+    run = client.create_run(client.get_run(record["run_id"]).info.experiment_id).info.run_id
+    client.log_artifacts(run, str(broken), "model")
+    client.set_terminated(run)
+    client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+    client.set_registered_model_alias(name, "champion", versions[0])
+    yield client, name, root
+    mlflow.set_tracking_uri(None)
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def predict(stack, cwd, *args):
+    return run_cli("predict", *args, "--tracking-uri", stack.tracking_uri, cwd=cwd)
+
+
+def test_predict_by_name_answers_in_one_line_with_the_version(stack, registry):
+    _, name, root = registry
+    uri = f"models:/{name}@champion"
+    done = predict(stack, root, "PIKACHU", "charizard-mega-x", "--model-uri", uri)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.count("\n") == 0 and " beats " in line and f"({name} v1)" in line
+    assert "Pikachu" in line and "Charizard-Mega-X" in line  # the Pokédex's spelling
+    answer = json.loads(
+        predict(stack, root, "pikachu", "charizard", "--model-uri", uri, "--json").stdout
+    )
+    assert answer["model_version"] == "1"
+    (battle,) = answer["predictions"]
+    assert (battle["a"], battle["b"]) == ("Pikachu", "Charizard")
+    assert battle["p_a_wins"] + battle["p_b_wins"] == pytest.approx(1)
+    assert battle["p_b_wins"] > 0.5  # a fully evolved Fire/Flying over a Pikachu
+
+
+def test_predict_refuses_unknown_names_and_missing_models(stack, registry):
+    _, name, root = registry
+    unknown = predict(
+        stack, root, "pikachoo", "charizard", "--model-uri", f"models:/{name}@champion"
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "error: unknown Pokémon 'pikachoo': did you mean Pikachu, Pikachu-World, Pikachu-Unova?"
+    )
+    nothing = predict(stack, root, "pikachu", "eevee", "--model-uri", f"models:/{name}@nobody")
+    assert nothing.returncode == 2
+    assert f"no model behind models:/{name}@nobody: promote one first" in nothing.stderr
+    assert predict(stack, root, "pikachu").returncode == 2
+
+
+def test_batch_predictions_by_name_and_by_raw_rows(stack, registry, tmp_path):
+    from machine_learning.datasets import RAW_COLUMNS, held_out_battles
+    from machine_learning.simulator import Scenario
+
+    _, name, root = registry
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b\npikachu,charizard\nMewtwo,magikarp\nsnorlax,Snorlax\n")
+    out = tmp_path / "predictions.csv"
+    uri = f"models:/{name}/2"
+    done = predict(stack, root, "--input", str(pairs), "--output", str(out), "--model-uri", uri)
+    assert done.returncode == 0, done.stderr
+    rows = read_csv(out)
+    assert [(r["a"], r["b"]) for r in rows] == [
+        ("Pikachu", "Charizard"),
+        ("Mewtwo", "Magikarp"),
+        ("Snorlax", "Snorlax"),
+    ]
+    assert {r["model_version"] for r in rows} == {"2"} and {r["model_uri"] for r in rows} == {uri}
+    assert float(rows[1]["p_a_wins"]) > 0.9
+
+    raw = tmp_path / "raw.csv"
+    held_out_battles(7, Scenario.RANDOM)[list(RAW_COLUMNS)].to_csv(raw, index=False)
+    done = predict(
+        stack, root, "--input", str(raw), "--output", str(tmp_path / "raw-out.csv"),
+        "--model-uri", str(root / "xgboost" / "model"), "--chunk-rows", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(read_csv(tmp_path / "raw-out.csv")) == 7
+
+
+def test_a_bad_row_further_down_keeps_the_chunks_before_it(stack, registry, tmp_path):
+    _, _, root = registry
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b\npikachu,eevee\nonix,geodude\nbulbasaur,notapokemon\n")
+    out = tmp_path / "out.csv"
+    model = str(root / "xgboost" / "model")
+    done = predict(
+        stack, root, "--input", str(pairs), "--output", str(out), "--model-uri", model,
+        "--chunk-rows", "2",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "rows 3-3: unknown Pokémon 'notapokemon'" in done.stderr
+    assert len(read_csv(out)) == 2
+
+
+class Service:
+    """The compose file's predictor service as a local process (as the native stack runs the
+    mlflow service), and requests to it."""
+
+    def __init__(self, stack, model_uri: str, cwd) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        overrides = {"--model-uri": model_uri, "--poll-interval": "0.5"}
+        self.log = cwd / f"predictor-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                predictor_command(stack.tracking_uri, self.port, overrides),
+                cwd=cwd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.wait_for(lambda: self.get("/health")[0] == 200, "the service to answer /health")
+
+    def request(self, path: str, body: dict | bytes | None = None, host: str | None = None):
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data)
+        if host:
+            request.add_header("Host", host)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, _decoded(answer.read()), answer.headers
+        except urllib.error.HTTPError as error:
+            return error.code, _decoded(error.read()), error.headers
+        except (urllib.error.URLError, ConnectionError):
+            return 0, None, {}
+
+    def declared_body(self, length: int) -> int:
+        """The status of a POST that announces ``length`` bytes and sends none of them."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.putrequest("POST", "/predict")
+            connection.putheader("Content-Length", str(length))
+            connection.endheaders()
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    def get(self, path: str, host: str | None = None):
+        return self.request(path, host=host)[:2]
+
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=30) as answer:
+            return answer.read().decode()
+
+    def wait_for(self, condition, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the service exited: {self.log.read_text()}")
+            if condition():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _decoded(body: bytes):
+    try:
+        return json.loads(body or b"null")
+    except json.JSONDecodeError:
+        return body.decode(errors="replace")
+
+
+@pytest.fixture
+def service(stack, registry):
+    client, name, root = registry
+    client.set_registered_model_alias(name, "champion", "1")
+    running = Service(stack, f"models:/{name}@champion", root)
+    yield running, client, name
+    running.stop()
+
+
+def test_the_service_follows_the_alias_and_keeps_serving_through_a_broken_version(service):
+    running, client, name = service
+    assert running.get("/version")[1]["version"] == "1"
+    status, body, headers = running.request("/predict", {"battles": [{"a": "eevee", "b": "onix"}]})
+    assert status == 200, body
+    assert body["model_version"] == "1" and headers["X-Model-Version"] == "1"
+
+    client.set_registered_model_alias(name, "champion", "2")
+    running.wait_for(lambda: running.get("/version")[1]["version"] == "2", "version 2")
+    status, body, headers = running.request("/predict", {"battles": [{"a": "eevee", "b": "onix"}]})
+    assert body["model_version"] == headers["X-Model-Version"] == "2"
+
+    client.set_registered_model_alias(name, "champion", "3")  # its MLmodel is corrupted
+    running.wait_for(lambda: running.get("/health")[1]["status"] == "degraded", "degraded")
+    health = running.get("/health")[1]
+    assert health["model_version"] == "2" and "version 3 failed to load" in health["error"]
+    assert running.request("/predict", {"battles": [{"a": "mew", "b": "ditto"}]})[0] == 200
+
+    client.set_registered_model_alias(name, "champion", "1")  # the rollback heals it
+    running.wait_for(lambda: running.get("/health")[1] == {
+        "status": "ok", "model_version": "1", "error": None
+    }, "version 1 healthy")  # fmt: skip
+    metrics = running.text("/metrics")
+    assert 'predict_requests_total{status="200"} 3.0' in metrics
+    assert "served_model_version 1.0" in metrics and "predict_latency_seconds_bucket" in metrics
+
+
+def test_the_service_refuses_what_it_should(service):
+    running, _, _ = service
+    assert running.get("/health", host="evil.example.com")[0] == 400
+    status, body, _ = running.request("/predict", {"battles": [{"a": "pikachoo", "b": "mew"}]})
+    assert status == 422 and "did you mean Pikachu" in body["error"]
+    many = {"battles": [{"a": "mew", "b": "ditto"}] * 10_001}
+    assert running.request("/predict", many)[0] == 413
+    assert running.declared_body(5 << 20) == 413  # refused before the body is read
+    assert running.request("/predict", b"{not json")[0] == 400
+    assert running.request("/predict", {"fights": []})[0] == 422
+    raw = {"battles": [{"a_name": "X", "a_type1": "Fire"}]}
+    status, body, _ = running.request("/predict", raw)
+    assert status == 422 and "rows lack the columns" in body["error"]
+    assert "Who wins?" in running.text("/")
+    assert "Charizard-Mega-X" in running.get("/names")[1]
