@@ -28,6 +28,7 @@ OUTPUTS = Path("outputs")
 ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --help stays light
 RESAMPLES = int_in(100, 100_000, "fewer make the interval meaningless, more take minutes")
 HISTORY = int_in(0, 200, "a PR comment has room for about 200 rows")
+CANARY = int_in(200, 100_000, "every metric needs both outcomes; more takes minutes")
 MUTATING = "changes the registry: never falls back to the embedded store"
 
 
@@ -107,6 +108,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-champion",
         help="the champion version being rolled back; refuse if it is another (default: the "
         "one read when the command starts)",
+    )
+    verify = add(
+        "verify",
+        "check the served champion after a promotion; roll back when it fails",
+        "Wait (bounded) until the predictor serves the champion, send smoke battles, re-score "
+        "it over HTTP on fresh canary battles against the gate's floors. On any failure: roll "
+        f"back, say which version serves now, exit 1. {MUTATING}.",
+    )
+    verify.add_argument(
+        "--predictor-url",
+        default=os.environ.get("PREDICTOR_URL", "http://127.0.0.1:8000"),
+        help="the prediction service; taken from $PREDICTOR_URL when set",
+    )
+    verify.add_argument("--expect-version", help="the promoted version (default: the champion now)")
+    verify.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for it to be served"
+    )
+    verify.add_argument(
+        "--canary-battles", type=CANARY, default=2000, help="fresh battles to score"
     )
     _state_parser(add)
     _workflow_step_parsers(add)

@@ -164,6 +164,49 @@ def run_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_verify(args: argparse.Namespace) -> int:
+    from ci.github import append_github_file
+    from ci.promote import PromotionRefused, rollback
+    from ci.registry import load_thresholds, version_by_alias
+    from ci.registry_lock import RegistryBusy
+    from ci.verify import (
+        PredictorClient,
+        VerifyFailed,
+        canary_scores,
+        judge_canary,
+        smoke,
+        wait_for_version,
+    )
+    from machine_learning.provenance import CHAMPION
+
+    client = _client(args, mutating=True)
+    champion = version_by_alias(client, args.model_name, CHAMPION)
+    expected = args.expect_version or (str(champion.version) if champion else "")
+    if not expected:
+        raise Failure(f"{args.model_name} has no {CHAMPION}: nothing to verify", EXIT_BAD_INPUT)
+    service = PredictorClient(args.predictor_url)
+    try:
+        wait_for_version(service, expected, args.timeout)
+        smoke(service, expected)
+        run_id = client.get_model_version(args.model_name, expected).run_id
+        scenario = client.get_run(run_id).data.params.get("scenario_type", "random")
+        rules, _ = load_thresholds(client, args.model_name)
+        lines = judge_canary(canary_scores(service, expected, scenario, args.canary_battles), rules)
+    except VerifyFailed as failed:
+        try:
+            move = rollback(client, args.model_name, expected)
+            outcome = move.describe(f"rolled back v{expected}")
+        except (PromotionRefused, RegistryBusy) as refused:
+            outcome = f"could not roll back: {refused}; v{expected} is still {CHAMPION}"
+        print(f"::error title=Verification of v{expected} failed::{failed}; {outcome}")
+        summary = f"### ❌ v{expected} failed verification\n\n{failed}\n\n{outcome}\n"
+        append_github_file("GITHUB_STEP_SUMMARY", summary, os.environ)
+        return EXIT_FAILED
+    print("\n".join(lines))
+    print(f"verified: the predictor serves v{expected} and it meets every floor")
+    return 0
+
+
 def run_state(args: argparse.Namespace) -> int:
     from ci.state import restore, save
     from ci.state_stores import StateError, Stores
@@ -250,6 +293,7 @@ COMMANDS = {
     "thresholds": run_thresholds,
     "promote": run_promote,
     "rollback": run_rollback,
+    "verify": run_verify,
 }
 
 

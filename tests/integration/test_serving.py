@@ -269,3 +269,48 @@ def test_the_service_refuses_what_it_should(service):
     assert status == 422 and "rows lack the columns" in body["error"]
     assert "Who wins?" in running.text("/")
     assert "Charizard-Mega-X" in running.get("/names")[1]
+
+
+def verify(stack, running, name, *args):
+    return run_cli(
+        "verify", "--predictor-url", running.url, "--model-name", name,
+        "--tracking-uri", stack.tracking_uri, "--canary-battles", "400", *args,
+        cwd=running.log.parent, module="ci",
+    )  # fmt: skip
+
+
+def test_verify_passes_when_the_promoted_champion_is_served_and_scores(stack, service):
+    running, _, name = service
+    done = verify(stack, running, name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verified: the predictor serves v1 and it meets every floor" in done.stdout
+    assert "canary test_f1 0." in done.stdout
+
+
+def test_verify_rolls_back_a_champion_the_predictor_cannot_load(stack, service):
+    running, client, name = service
+    client.set_registered_model_alias(name, "previous-champion", "1")
+    client.set_registered_model_alias(name, "champion", "3")  # corrupted: never loads
+    done = verify(stack, running, name, "--timeout", "5")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "::error title=Verification of v3 failed::the predictor at" in done.stdout
+    assert "still serves v1" in done.stdout and "v1 is now champion" in done.stdout
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version_by_alias(name, "previous-champion").version == "3"
+
+
+def test_verify_rolls_back_a_champion_whose_canary_misses_the_floor(stack, service):
+    running, client, name = service
+    client.set_registered_model_alias(name, "previous-champion", "1")
+    client.set_registered_model_alias(name, "champion", "2")
+    running.wait_for(lambda: running.get("/version")[1]["version"] == "2", "version 2")
+    floor = json.dumps({"threshold": 0.999, "greater_is_better": True})
+    client.set_registered_model_tag(name, "gate.test_f1", floor)
+    try:
+        done = verify(stack, running, name)
+    finally:
+        client.delete_registered_model_tag(name, "gate.test_f1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the canary battles miss the floor: test_f1" in done.stdout
+    assert "v1 is now champion; v2 is now previous-champion" in done.stdout
+    running.wait_for(lambda: running.get("/version")[1]["version"] == "1", "back to version 1")
