@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--predictor-url",
-        default=os.environ.get("PREDICTOR_URL", "http://127.0.0.1:8000"),
+        default=os.environ.get("PREDICTOR_URL") or "http://127.0.0.1:8000",
         help="the prediction service; taken from $PREDICTOR_URL when set",
     )
     verify.add_argument("--expect-version", help="the promoted version (default: the champion now)")
@@ -259,6 +259,13 @@ def _workflow_step_parsers(add) -> None:
         parents=(),
     )
     add("stack-down", "stop the compose stack and delete its volumes (workflow step)", parents=())
+    add(
+        "predictor-up",
+        "start the compose stack's predictor service (workflow step)",
+        "docker compose --profile serve up --wait predictor: serves the champion from the "
+        "stack's MLflow; exports PREDICTOR_URL=http://127.0.0.1:8000 to $GITHUB_ENV.",
+        parents=(),
+    )
     info = add(
         "build-info",
         "write this build's commit, branch and PR",

@@ -258,6 +258,19 @@ def run_stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_predictor_up(args: argparse.Namespace) -> int:
+    from ci.github import append_github_file
+    from ci.stack import COMPOSE_PROJECT, PREDICTOR_URL, DockerStack, StackError
+
+    try:
+        DockerStack(COMPOSE_PROJECT, port=5000).start_predictor()
+    except StackError as error:
+        raise Failure(str(error)) from None
+    append_github_file("GITHUB_ENV", f"PREDICTOR_URL={PREDICTOR_URL}", os.environ)
+    print(f"predictor up: {PREDICTOR_URL}")
+    return 0
+
+
 def run_stack_down(args: argparse.Namespace) -> int:
     from ci.stack import COMPOSE_PROJECT, DockerStack, StackError
 
@@ -285,6 +298,7 @@ COMMANDS = {
     "server-mode": run_server_mode,
     "stack-up": run_stack_up,
     "stack-down": run_stack_down,
+    "predictor-up": run_predictor_up,
     "build-info": run_build_info,
     "state": run_state,
     "comment": run_comment,

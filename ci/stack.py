@@ -23,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 AUTH_COMPOSE_FILE = REPO_ROOT / "docker-compose.auth.yml"
 COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
+SERVE_PROFILE = "serve"  # the compose profile of the predictor service
+PREDICTOR_URL = "http://127.0.0.1:8000"  # where compose publishes it by default
 HEALTH_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 30
 
@@ -94,9 +96,19 @@ class DockerStack:
         probe = f"exec -T mlflow sh -c 'test -e /mlartifacts/{relative} && echo yes || echo no'"
         return self._compose(probe).decode().strip() == "yes"
 
-    def down(self) -> None:
+    def start_predictor(self) -> None:
+        """The predictor service (profile ``serve``): serves the champion from this stack."""
         try:
-            self._compose("down -v")
+            self._compose(
+                f"--profile {SERVE_PROFILE} up --build --wait --wait-timeout 300 predictor"
+            )
+        except Exception as exc:  # as for up(): name the failed service, show its logs
+            raise StackError(self._failure_report(exc)) from exc
+
+    def down(self) -> None:
+        """Every service, the profile's too, and the volumes."""
+        try:
+            self._compose(f"--profile {SERVE_PROFILE} down -v")
         except ComposeFailed as error:
             raise StackError(str(error)) from None
 

@@ -96,7 +96,19 @@ def test_a_failed_start_names_the_service_and_shows_its_logs(tmp_path, docker):
 
 def test_stack_down_removes_the_volumes(tmp_path, docker):
     assert ci("stack-down", tmp_path, docker).returncode == 0
-    assert docker[1].read_text().splitlines()[0].endswith("-p pokemon-battle-mlops down -v")
+    calls = docker[1].read_text().splitlines()
+    assert calls[0].endswith("-p pokemon-battle-mlops --profile serve down -v")
+
+
+def test_predictor_up_starts_the_serve_profile_and_exports_its_url(tmp_path, docker):
+    done = ci("predictor-up", tmp_path, docker)
+    assert done.returncode == 0, done.stderr
+    calls = docker[1].read_text().splitlines()
+    assert calls[0] == (
+        f"compose -f {COMPOSE_FILE} -p pokemon-battle-mlops --profile serve up --build --wait "
+        "--wait-timeout 300 predictor"
+    )
+    assert (tmp_path / "github_env").read_text() == "PREDICTOR_URL=http://127.0.0.1:8000\n"
 
 
 def test_server_mode_chooses_the_team_server_when_the_variable_is_set(tmp_path):

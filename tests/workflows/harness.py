@@ -25,7 +25,7 @@ from typing import Any
 from tests import fake_docker
 from tests.conftest import load_workflow
 from tests.github_server import read_only
-from tests.native_stack import NativeStack
+from tests.native_stack import NativeStack, free_port, predictor_command
 from tests.workflows.expressions import Evaluator, condition, interpolate, standard_functions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -205,6 +205,7 @@ class _JobState:
         self.workspace, self.temp = work / "workspace", work / "temp"
         self.failed = False
         self.stack: NativeStack | None = None
+        self.predictor: subprocess.Popen | None = None
         self.exported_env: dict[str, str] = {}
         self.summaries: list[str] = []
         self.log: list[str] = []  # every run step's output, in order: the job log
@@ -459,7 +460,45 @@ def _stack_up(job: _JobState, files: dict) -> str:
     return f"native stack at {stack.tracking_uri}"
 
 
+def _predictor_up(job: _JobState, files: dict) -> str:
+    """The compose predictor service → the same command as a local process on the job's
+    stack, awaited like ``up --wait`` and announced like ``ci predictor-up``."""
+    assert job.stack is not None, "predictor-up before stack-up"
+    port = free_port()
+    log = job.work / "predictor.log"
+    with log.open("wb") as out:
+        job.predictor = subprocess.Popen(
+            predictor_command(job.stack.tracking_uri, port),
+            cwd=job.workspace,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not _answers(f"{url}/health"):
+        if job.predictor.poll() is not None or time.monotonic() > deadline:
+            raise StepFailed(f"the predictor did not become healthy:\n{log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    files["GITHUB_ENV"].write_text(f"PREDICTOR_URL={url}\n")
+    return f"predictor up: {url}"
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def _stack_down(job: _JobState, files: dict) -> str:
+    if job.predictor is not None:
+        job.predictor.terminate()
+        job.predictor.wait(timeout=20)
+        job.predictor = None
     if job.stack is not None:
         job.stack.down()
         job.runner.stacks.remove(job.stack)
@@ -470,4 +509,5 @@ def _stack_down(job: _JobState, files: dict) -> str:
 STEP_STAND_INS: dict[str, Callable[[_JobState, dict], str]] = {
     "stack-up": _stack_up,
     "stack-down": _stack_down,
+    "predictor-up": _predictor_up,
 }

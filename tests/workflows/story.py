@@ -70,6 +70,11 @@ class Story:
         """The merge to main (run 103): promotes the first champion, v1."""
         return self.once("merge", lambda: self.push("refs/heads/main", SHAS["merge"], 103))
 
+    def second_merge(self) -> JobResult:
+        """A second merge to main (run 111): v2 becomes champion, v1 previous-champion."""
+        self.merged()
+        return self.once("merge2", lambda: self.push("refs/heads/main", SHAS["merge2"], 111))
+
     def branch_push(self) -> JobResult:
         """A push to the PR's branch after the merge (run 104), from main's state only."""
         self.merged()

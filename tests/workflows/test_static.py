@@ -112,7 +112,7 @@ def test_each_job_asks_only_for_what_its_steps_use():
     )
     assert {n: j["permissions"] for n, j in train["jobs"].items()} == {
         "train": {"contents": "read"},
-        "rollback": {"contents": "read"},
+        "champion": {"contents": "read"},
     }
     assert comment["jobs"]["comment"]["permissions"] == {
         "actions": "read",
