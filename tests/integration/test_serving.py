@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,7 +21,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import REPO_ROOT, cli_env, run_cli
 from tests.native_stack import free_port, predictor_command
 
 pytestmark = pytest.mark.integration
@@ -314,3 +315,77 @@ def test_verify_rolls_back_a_champion_whose_canary_misses_the_floor(stack, servi
     assert "the canary battles miss the floor: test_f1" in done.stdout
     assert "v1 is now champion; v2 is now previous-champion" in done.stdout
     running.wait_for(lambda: running.get("/version")[1]["version"] == "1", "back to version 1")
+
+
+# Debian's packages here; GitHub's Ubuntu runners ship Chrome and put the driver in
+# $CHROMEWEBDRIVER.
+CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver") or shutil.which(
+    "chromedriver", path=os.environ.get("CHROMEWEBDRIVER", "")
+)
+IN_CI = os.environ.get("CI") == "true"  # read at import: the autouse fixture clears CI later
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (apt; .ci/run installs them)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=900,700",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_a_person_picks_two_pokemon_and_sees_who_wins_and_which_version_said_so(
+    service, browser, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    running, client, name = service
+    browser.get(running.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#names option")) > 1000)
+
+    def ask(a: str, b: str) -> tuple[str, str, str]:
+        for field, value in (("a", a), ("b", b)):
+            box = browser.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value)
+        browser.find_element(By.ID, "ask").click()
+        wait.until(lambda d: d.find_element(By.ID, "version").text)
+        shown = browser.find_element(By.ID, "result").is_displayed()
+        texts = [browser.find_element(By.ID, i).text for i in ("p-a", "p-b", "version")]
+        return (*texts,) if shown else ("", "", browser.find_element(By.ID, "error").text)
+
+    p_a, p_b, version = ask("Pikachu", "Charizard")
+    assert float(p_a.rstrip("%")) + float(p_b.rstrip("%")) == pytest.approx(100, abs=0.11)
+    assert float(p_b.rstrip("%")) > 50 and version == "answered by model version 1"
+    assert browser.find_element(By.ID, "a-name").text == "Pikachu"
+    screenshot = REPO_ROOT / "outputs" / "predictor-page.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(screenshot))  # the test's artifact
+
+    client.set_registered_model_alias(name, "champion", "2")  # a promotion, no restart
+    running.wait_for(lambda: running.get("/version")[1]["version"] == "2", "version 2")
+    browser.execute_script("document.getElementById('version').textContent = ''")
+    assert ask("Pikachu", "Charizard")[2] == "answered by model version 2"
+
+    browser.execute_script("document.getElementById('version').textContent = ''")
+    browser.find_element(By.ID, "a").clear()
+    browser.find_element(By.ID, "a").send_keys("Pikachoo")
+    browser.find_element(By.ID, "ask").click()
+    wait.until(lambda d: d.find_element(By.ID, "error").text)
+    assert "did you mean Pikachu" in browser.find_element(By.ID, "error").text
