@@ -1,0 +1,223 @@
+"""The prediction service vs MLflow's own scoring server, on the same registered model.
+
+    uv run python benchmarks/serving.py [--requests 300] [--load-seconds 60]
+
+A native stack (docker-compose.yml's flags), two xgboost versions trained by the CLI and
+registered, ``champion`` on version 1. Side by side in one run:
+- startup to healthy: ``python -m machine_learning serve`` (the compose predictor's command)
+  vs ``mlflow models serve --env-manager local`` (its /ping);
+- one battle per request over loopback HTTP, p50/p99 (ours by name; MLflow's takes the raw
+  row, since it knows no names — the name lookup is part of our time);
+- 10,000 battles in one request;
+- the alias swapped under load: 4 clients for --load-seconds while the champion is promoted
+  and rolled back twice; failed requests, unlabelled answers, and how long after each move the
+  new version first answered (poll interval 1 s);
+- ``python -m machine_learning predict`` cold start (a new process, one battle).
+Targets (issue #11): p50 <= 10 ms, p99 <= 30 ms, p50 >= 2x lower than MLflow's, 10,000 pairs
+<= 1 s, startup <= 10 s, zero failed requests, CLI cold start <= 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from ci.stack import free_port
+from machine_learning.datasets import RAW_COLUMNS, held_out_battles
+from machine_learning.simulator import Scenario
+from tests.native_stack import NativeStack, predictor_command
+
+NAME = "pokemon-battle-bench"
+PAIR = {"battles": [{"a": "pikachu", "b": "charizard"}]}
+
+
+def post(url: str, body: dict) -> tuple[int, str, float]:
+    """(status, X-Model-Version, seconds) of one JSON POST."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+            return (
+                answer.status,
+                answer.headers.get("X-Model-Version", ""),
+                time.perf_counter() - started,
+            )
+    except urllib.error.HTTPError as error:
+        return error.code, "", time.perf_counter() - started
+    except OSError:
+        return 0, "", time.perf_counter() - started
+
+
+def wait_until(url: str, timeout: float = 120) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def train_versions(stack: NativeStack, workdir: Path) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    for seed in ("1", "2"):
+        out = workdir / f"model-{seed}"
+        subprocess.run(
+            [sys.executable, "-m", "machine_learning", "train", "--seed", seed,
+             "--output-dir", str(out), "--tracking-uri", stack.tracking_uri],
+            check=True, capture_output=True, cwd=workdir,
+        )  # fmt: skip
+        record = json.loads((out / "run.json").read_text())
+        mlflow.register_model(record["model_uri"], NAME)
+    mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", "1")
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    return (
+        statistics.median(ordered) * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    )
+
+
+def latency(url: str, body: dict, requests: int) -> tuple[float, float]:
+    for _ in range(20):
+        post(url, body)
+    return percentiles([post(url, body)[2] for _ in range(requests)])
+
+
+def swap_under_load(url: str, client, seconds: float) -> dict:
+    """4 clients posting while the champion moves 1→2→1→2→1; every answer recorded."""
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            status, version, _ = post(url, PAIR)
+            answers.append((time.monotonic(), status, version))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    moves, start = [], time.monotonic()
+    for index, version in enumerate(("2", "1", "2", "1"), start=1):
+        time.sleep(max(0.0, start + seconds * index / 5 - time.monotonic()))
+        client.set_registered_model_alias(NAME, "champion", version)
+        moves.append((time.monotonic(), version))
+    time.sleep(max(0.0, start + seconds - time.monotonic()))
+    stop.set()
+    for thread in threads:
+        thread.join()
+    delays = []
+    for moved_at, version in moves:
+        first = next((t for t, s, v in answers if t > moved_at and v == version), None)
+        delays.append(None if first is None else round(first - moved_at, 2))
+    return {
+        "requests": len(answers),
+        "failed": sum(1 for _, status, _ in answers if status != 200),
+        "unlabelled": sum(1 for _, status, version in answers if status == 200 and not version),
+        "seconds_to_new_version": delays,
+    }
+
+
+def cold_start(model: str, cwd: Path, env: dict) -> float:
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "machine_learning", "predict", "pikachu", "charizard",
+             "--model-uri", model],
+            check=True, capture_output=True, cwd=cwd, env=env,
+        )  # fmt: skip
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--load-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    import mlflow
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    stack = NativeStack(workdir / "stack").up()
+    processes: list[subprocess.Popen] = []
+    try:
+        train_versions(stack, workdir)
+        env = dict(os.environ) | {"MLFLOW_TRACKING_URI": stack.tracking_uri}
+        ours_port, theirs_port = free_port(), free_port()
+        command = predictor_command(
+            stack.tracking_uri, ours_port,
+            {"--model-uri": f"models:/{NAME}@champion", "--poll-interval": "1"},
+        )  # fmt: skip
+        processes.append(subprocess.Popen(command, cwd=workdir, env=env, stderr=subprocess.DEVNULL))
+        ours_start = wait_until(f"http://127.0.0.1:{ours_port}/health")
+        mlflow_cli = str(Path(sys.executable).parent / "mlflow")
+        processes.append(subprocess.Popen(
+            [mlflow_cli, "models", "serve", "-m", f"models:/{NAME}/1", "--env-manager", "local",
+             "-p", str(theirs_port), "-h", "127.0.0.1"],
+            cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+        theirs_start = wait_until(f"http://127.0.0.1:{theirs_port}/ping")
+
+        ours, theirs = (
+            f"http://127.0.0.1:{ours_port}/predict",
+            f"http://127.0.0.1:{theirs_port}/invocations",
+        )
+        raw = held_out_battles(10_000, Scenario.RANDOM)[list(RAW_COLUMNS)]
+        one_row = {"dataframe_split": json.loads(raw.head(1).to_json(orient="split", index=False))}
+        ours_p50, ours_p99 = latency(ours, PAIR, args.requests)
+        theirs_p50, theirs_p99 = latency(theirs, one_row, args.requests)
+        names = {
+            "battles": [{"a": a, "b": b} for a, b in zip(raw["a_name"], raw["b_name"], strict=True)]
+        }
+        many = {"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}
+        ours_10k = min(post(ours, names)[2] for _ in range(3))
+        theirs_10k = min(post(theirs, many)[2] for _ in range(3))
+        swap = swap_under_load(ours, mlflow.MlflowClient(stack.tracking_uri), args.load_seconds)
+        cli_local = cold_start(str(workdir / "model-1" / "model"), workdir, env)
+        cli_registry = cold_start(f"models:/{NAME}@champion", workdir, env)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+        stack.down()
+    results = {
+        "startup_s": {"ours": round(ours_start, 2), "mlflow_models_serve": round(theirs_start, 2)},
+        "one_pair_ms": {
+            "ours": [round(ours_p50, 2), round(ours_p99, 2)],
+            "mlflow_models_serve": [round(theirs_p50, 2), round(theirs_p99, 2)],
+            "p50_ratio": round(theirs_p50 / ours_p50, 2),
+        },
+        "ten_thousand_s": {"ours": round(ours_10k, 3), "mlflow_models_serve": round(theirs_10k, 3)},
+        "swap_under_load": swap,
+        "predict_cli_cold_start_s": {
+            "folder": round(cli_local, 2),
+            "registry": round(cli_registry, 2),
+        },
+    }
+    print(json.dumps(results, indent=2))
+    target = Path(__file__).resolve().parent / "results" / "serving.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

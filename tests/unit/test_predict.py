@@ -1,0 +1,65 @@
+"""Battles by name or by raw row: the lookup and the checks that run before any model does."""
+
+from __future__ import annotations
+
+import pytest
+
+from machine_learning.datasets import RAW_COLUMNS, held_out_battles
+from machine_learning.predict import PredictError, battle_rows, key, pokedex, raw_rows
+from machine_learning.serve import Following
+from machine_learning.simulator import Scenario
+
+
+@pytest.mark.parametrize(
+    ("typed", "found"),
+    [
+        ("PIKACHU", "Pikachu"),
+        ("mr. mime", "Mr. Mime"),
+        ("charizard mega x", "Charizard-Mega-X"),
+        ("farfetchd", "Farfetch\u2019d"),  # the Pokédex spells it with a typographic apostrophe
+        ("ho-oh", "Ho-Oh"),
+    ],
+)
+def test_names_are_found_whatever_the_case_spaces_and_punctuation(typed, found):
+    dex = pokedex()
+    assert dex.names[dex.find(typed)] == found
+
+
+def test_an_unknown_name_gets_the_closest_ones_or_where_to_look():
+    with pytest.raises(PredictError, match=r"^unknown Pokémon 'charzard': did you mean Charizard"):
+        pokedex().find("charzard")
+    with pytest.raises(PredictError, match=r"see the names in machine_learning/data/pokedex\.csv"):
+        pokedex().find("zzzzzzzzzzzz")
+    assert key("Mr. Mime") == "mrmime"
+
+
+def test_name_pairs_become_the_models_raw_rows_in_the_pokedexs_spelling():
+    rows = battle_rows([{"a": "pikachu", "b": "charizard"}, {"a": "ONIX", "b": "onix"}])
+    assert list(rows.columns) == list(RAW_COLUMNS)
+    assert rows[["a_name", "b_name"]].values.tolist() == [
+        ["Pikachu", "Charizard"],
+        ["Onix", "Onix"],
+    ]
+    assert rows.loc[0, "b_type2"] == "Flying" and rows.loc[1, "a_spe"] == 70
+
+
+def test_raw_rows_are_checked_column_by_column():
+    good = held_out_battles(3, Scenario.RANDOM)[list(RAW_COLUMNS)].to_dict("records")
+    assert len(raw_rows(good)) == 3
+    with pytest.raises(PredictError, match="rows lack the columns b_name"):
+        raw_rows([{k: v for k, v in good[0].items() if k != "b_name"}])
+    with pytest.raises(PredictError, match="a_hp must be a positive number in every row"):
+        raw_rows([good[0] | {"a_hp": "lots"}])
+    with pytest.raises(PredictError, match="b_type1: unknown type 'Sound'"):
+        raw_rows([good[0] | {"b_type1": "Sound"}])
+    with pytest.raises(PredictError, match="names must be strings"):
+        battle_rows([{"a": 25, "b": "mew"}])
+
+
+def test_a_model_that_fails_to_load_is_reported_not_raised(tmp_path):
+    def broken(info):
+        raise OSError("MLmodel: no such file")
+
+    following = Following(str(tmp_path), client=None, loader=broken).start()
+    assert following.current is None and not following.follows_alias
+    assert following.error == f"version {tmp_path} failed to load: MLmodel: no such file"
