@@ -59,6 +59,14 @@ def post(url: str, body: dict) -> tuple[int, str, float]:
         return 0, "", time.perf_counter() - started
 
 
+def timed_ok(url: str, body: dict) -> float:
+    """Seconds of one POST that must succeed (a refused request would time nothing)."""
+    status, _, seconds = post(url, body)
+    if status != 200:
+        raise RuntimeError(f"{url} answered {status}")
+    return seconds
+
+
 def wait_until(url: str, timeout: float = 120) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -98,8 +106,8 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 def latency(url: str, body: dict, requests: int) -> tuple[float, float]:
     for _ in range(20):
-        post(url, body)
-    return percentiles([post(url, body)[2] for _ in range(requests)])
+        timed_ok(url, body)
+    return percentiles([timed_ok(url, body) for _ in range(requests)])
 
 
 def swap_under_load(url: str, client, seconds: float) -> dict:
@@ -189,8 +197,8 @@ def main() -> None:
             "battles": [{"a": a, "b": b} for a, b in zip(raw["a_name"], raw["b_name"], strict=True)]
         }
         many = {"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}
-        ours_10k = min(post(ours, names)[2] for _ in range(3))
-        theirs_10k = min(post(theirs, many)[2] for _ in range(3))
+        ours_10k = min(timed_ok(ours, names) for _ in range(3))
+        theirs_10k = min(timed_ok(theirs, many) for _ in range(3))
         swap = swap_under_load(ours, mlflow.MlflowClient(stack.tracking_uri), args.load_seconds)
         cli_local = cold_start(str(workdir / "model-1" / "model"), workdir, env)
         cli_registry = cold_start(f"models:/{NAME}@champion", workdir, env)

@@ -48,8 +48,10 @@ class BattleFeatures(TransformerMixin, BaseEstimator):
         missing = [f"{side}_{stat}" for side in "ab" for stat in STATS if f"{side}_{stat}" not in X]
         if missing:
             raise ValueError(f"battle rows lack the columns {', '.join(missing)}")
-        a = X[[f"a_{stat}" for stat in STATS]].to_numpy(dtype=float)
-        b = X[[f"b_{stat}" for stat in STATS]].to_numpy(dtype=float)
+        # Column by column: selecting a list of columns costs ~0.5 ms of pandas indexing, which
+        # is most of the time when the service scores one battle.
+        a = np.column_stack([X[f"a_{stat}"].to_numpy(dtype=float) for stat in STATS])
+        b = np.column_stack([X[f"b_{stat}"].to_numpy(dtype=float) for stat in STATS])
         features = stat_features(a, b)
         if version is DatasetVersion.V2:
             a_types = np.stack([type_index(X["a_type1"]), type_index(X["a_type2"])], axis=1)

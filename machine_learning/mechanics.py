@@ -14,18 +14,24 @@ LEVEL = 50
 STAB = 1.5
 MOVE_POWER = 80.0
 NO_TYPE = -1
+SMALL_BATCH = 32  # rows below which a dict lookup per row beats factorising
 
 
 def type_index(names) -> np.ndarray:
     """Map type names to chart indices; an empty name (mono-type second slot) maps to NO_TYPE.
 
-    Factorising first means only the few distinct names are looked up, whatever the row count.
+    Factorising first means only the few distinct names are looked up, whatever the row count;
+    a handful of rows (the prediction service's) skip it.
     """
     import pandas as pd
 
     types, _ = load_type_chart()
-    codes, distinct = pd.factorize(pd.Series(names), use_na_sentinel=False)
     lookup = {name: index for index, name in enumerate(types)} | {"": NO_TYPE}
+    values = names.to_numpy() if hasattr(names, "to_numpy") else np.asarray(names, dtype=object)
+    if len(values) <= SMALL_BATCH:
+        codes, distinct = np.arange(len(values)), list(values)
+    else:
+        codes, distinct = pd.factorize(values, use_na_sentinel=False)
     distinct = ["" if pd.isna(name) else name for name in distinct]
     unknown = [name for name in distinct if name not in lookup]
     if unknown:

@@ -40,7 +40,7 @@ class Pokedex:
         self.names: list[str] = table["name"].tolist()
         self._index = {key(name): row for row, name in enumerate(self.names)}
         self._index |= {ident: row for row, ident in enumerate(table["id"])}
-        self._sides = table[list(SIDE_COLUMNS)]
+        self._columns = {column: table[column].to_numpy() for column in SIDE_COLUMNS}
 
     def find(self, name: str) -> int:
         """The row of ``name``; PredictError with the closest names when there is none."""
@@ -60,10 +60,14 @@ class Pokedex:
         import pandas as pd
 
         rows = [(self.find(a), self.find(b)) for a, b in pairs]
-        sides = [self._sides.iloc[[row[i] for row in rows]].reset_index(drop=True) for i in (0, 1)]
-        for side, frame in zip("ab", sides, strict=True):
-            frame.columns = [f"{side}_{column}" for column in SIDE_COLUMNS]
-        return pd.concat(sides, axis=1)
+        a_rows, b_rows = ([row[i] for row in rows] for i in (0, 1))
+        return pd.DataFrame(
+            {
+                f"{side}_{column}": self._columns[column][index]
+                for side, index in (("a", a_rows), ("b", b_rows))
+                for column in SIDE_COLUMNS
+            }
+        )
 
 
 def key(name: str) -> str:
@@ -168,8 +172,8 @@ class Predictor:
 
     def p_a_wins(self, rows: pd.DataFrame) -> np.ndarray:
         """P(side a wins) for each raw battle row (scikit-learn directly: no per-call schema
-        enforcement, the rows were checked when they were built)."""
-        return self.pipeline.predict_proba(rows[list(RAW_COLUMNS)])[:, 1]
+        enforcement, the rows were built or checked with exactly the model's columns)."""
+        return self.pipeline.predict_proba(rows)[:, 1]
 
     def answer(self, rows: pd.DataFrame) -> dict[str, Any]:
         """The service's JSON shape for these battles."""

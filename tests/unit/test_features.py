@@ -83,3 +83,12 @@ def test_unknown_type_is_named():
 def test_unknown_dataset_version_is_refused():
     with pytest.raises(ValueError, match="'v9' is not a valid DatasetVersion"):
         BattleFeatures("v9").fit(_single(BLASTOISE, CHARIZARD))
+
+
+def test_one_battle_at_a_time_gives_the_rows_of_a_whole_batch(table):
+    """The service's small batches take another path through the lookups: same numbers."""
+    features = BattleFeatures("v2").fit(table)
+    rows = table.head(40)  # above SMALL_BATCH rows: factorised; one row: looked up directly
+    whole = features.transform(rows)
+    one_by_one = np.vstack([features.transform(rows.iloc[[i]]) for i in range(len(rows))])
+    assert np.array_equal(whole, one_by_one)
