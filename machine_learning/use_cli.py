@@ -14,8 +14,11 @@ from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, EXIT_UNREACHAB
 from machine_learning.predict import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from machine_learning.predict import Predictor
 
+OUTPUT_COLUMNS = ("a", "b", "p_a_wins", "p_b_wins", "model_version", "model_uri")
 CHUNK_ROWS = 50_000  # battles per batch step: memory stays flat whatever the input's size
 MODEL_HELP = (
     "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
@@ -114,33 +117,40 @@ def _batch(predictor: Predictor, source: Path, target: Path, chunk_rows: int) ->
     try:
         chunks = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
         for chunk in chunks:
-            records = chunk.to_dict("records")
+            if chunk.empty:  # a header without battles
+                continue
             try:
-                rows = battle_rows(records)
+                rows = battle_rows(chunk.to_dict("records"))
             except PredictError as error:
                 raise PredictError(
                     f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
                     f"{target} holds the {done:,} rows before them"
                 ) from None
-            p = predictor.p_a_wins(rows)
-            out = pd.DataFrame(
-                {
-                    "a": rows["a_name"],
-                    "b": rows["b_name"],
-                    "p_a_wins": p.round(6),
-                    "p_b_wins": (1 - p).round(6),
-                    "model_version": predictor.info.version,
-                    "model_uri": predictor.info.uri,
-                }
-            )
-            out.to_csv(target, mode="w" if done == 0 else "a", header=done == 0, index=False)
+            _write(_scored(predictor, rows), target, first=done == 0)
             done += len(chunk)
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        if isinstance(error, PredictError):
-            raise
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise PredictError(f"cannot read {source}: {str(error).splitlines()[0]}") from None
+    if done == 0:  # a header and no battles: still a file with the columns
+        _write(pd.DataFrame(columns=OUTPUT_COLUMNS), target, first=True)
     print(f"{done:,} battles scored by {predictor.info.label} → {target}")
     return 0
+
+
+def _scored(predictor: Predictor, rows) -> pd.DataFrame:
+    import pandas as pd
+
+    p = predictor.p_a_wins(rows)
+    values = (rows["a_name"], rows["b_name"], p.round(6), (1 - p).round(6))
+    scored = pd.DataFrame(dict(zip(OUTPUT_COLUMNS, values, strict=False)))
+    return scored.assign(model_version=predictor.info.version, model_uri=predictor.info.uri)
+
+
+def _write(scored: pd.DataFrame, target: Path, first: bool) -> None:
+    """Append (or start) the output; a failed write is named as such, not as a read error."""
+    try:
+        scored.to_csv(target, mode="w" if first else "a", header=first, index=False)
+    except OSError as error:
+        raise Failure(f"cannot write {target}: {error.strerror or error}", EXIT_BAD_INPUT) from None
 
 
 def _describe(args: argparse.Namespace):

@@ -146,6 +146,24 @@ def test_a_bad_row_further_down_keeps_the_chunks_before_it(stack, registry, tmp_
     assert "rows 3-3: unknown Pokémon 'notapokemon'" in done.stderr
     assert len(read_csv(out)) == 2
 
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("a,b\n")
+    done = predict(
+        stack, root, "--input", str(header_only), "--output", str(out), "--model-uri", model
+    )
+    assert done.returncode == 0 and out.read_text().startswith("a,b,p_a_wins,p_b_wins,")
+    missing = predict(
+        stack,
+        root,
+        "--input",
+        str(tmp_path / "nope.csv"),
+        "--output",
+        str(out),
+        "--model-uri",
+        model,
+    )
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
 
 class Service:
     """The compose file's predictor service as a local process (as the native stack runs the
