@@ -121,20 +121,41 @@ def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pi
 
     from machine_learning.models import MODELS
 
+    folds = 3
     search = RandomizedSearchCV(
         pipeline,
         MODELS[model].search_space(),
         n_iter=config.n_trials,
-        scoring="f1",
-        cv=3,
+        scoring=FoldProgress(config.n_trials * folds, sys.stderr),
+        cv=folds,
         random_state=config.seed,
         n_jobs=1,
-        verbose=1,
         refit=True,
     )
-    with step(f"tuning {model}: {config.n_trials} trials x 3 folds"):
+    with step(f"tuning {model}: {config.n_trials} trials x {folds} folds"):
         search.fit(x, y)
     return search.best_estimator_
+
+
+@dataclass
+class FoldProgress:
+    """The search's f1 scorer, counting the folds scored on a terminal (``\\r``-updated line);
+    silent otherwise, so CI logs keep only the step lines."""
+
+    total: int
+    stream: Any
+    done: int = 0
+
+    def __call__(self, estimator, x, y) -> float:
+        from sklearn.metrics import f1_score
+
+        score = float(f1_score(y, estimator.predict(x), zero_division=0))
+        self.done += 1
+        if self.stream.isatty():
+            end = "\n" if self.done == self.total else ""
+            print(f"\r  fold {self.done}/{self.total}: f1 {score:.4f}", end=end, file=self.stream)
+            self.stream.flush()
+        return score
 
 
 def run_record(

@@ -71,3 +71,26 @@ def test_tuning_searches_the_space_and_refits_the_best(model, tmp_path, small_ba
     searched = [key.removeprefix("model__") for key in MODELS[model].search_space()]
     assert any(tuned.hyperparams.get(k) != default.get(k) for k in searched if k in default)
     assert tuned.metrics["test_accuracy"] > 0.8 and len(tuned.plots) == 3
+
+
+def test_tuning_counts_its_folds_on_a_terminal_and_stays_silent_in_a_log(small_battles):
+    import io
+
+    from machine_learning.train import FoldProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    train, test = small_battles
+    model = build_pipeline(ModelName.LOGISTIC_REGRESSION, "v1", seed=0).fit(
+        train.drop(columns=[LABEL]), train[LABEL]
+    )
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        progress = FoldProgress(2, stream)
+        scores = [progress(model, test.drop(columns=[LABEL]), test[LABEL]) for _ in range(2)]
+    assert (
+        terminal.getvalue() == f"\r  fold 1/2: f1 {scores[0]:.4f}\r  fold 2/2: f1 {scores[1]:.4f}\n"
+    )
+    assert log.getvalue() == "" and 0.5 < scores[0] == scores[1] < 1
