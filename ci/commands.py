@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from importlib import metadata
 from pathlib import Path
 
 from machine_learning.failures import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
-    EXIT_UNREACHABLE,
     Failure,
 )
 
@@ -246,13 +244,10 @@ def run_server_mode(args: argparse.Namespace) -> int:
 
 def run_stack_up(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
-    from ci.stack import COMPOSE_PROJECT, DockerStack, StackError, write_env_file
+    from ci.stack import write_env_file
 
     write_env_file(Path(".env"))
-    try:
-        DockerStack(COMPOSE_PROJECT, port=5000).up()
-    except StackError as error:
-        raise Failure(str(error)) from None
+    _on_compose_stack("up")
     append_github_file("GITHUB_ENV", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000", os.environ)
     print("stack up: MLflow at http://127.0.0.1:5000")
     return 0
@@ -260,25 +255,27 @@ def run_stack_up(args: argparse.Namespace) -> int:
 
 def run_predictor_up(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
-    from ci.stack import COMPOSE_PROJECT, PREDICTOR_URL, DockerStack, StackError
+    from ci.stack import PREDICTOR_URL
 
-    try:
-        DockerStack(COMPOSE_PROJECT, port=5000).start_predictor()
-    except StackError as error:
-        raise Failure(str(error)) from None
+    _on_compose_stack("start_predictor")
     append_github_file("GITHUB_ENV", f"PREDICTOR_URL={PREDICTOR_URL}", os.environ)
     print(f"predictor up: {PREDICTOR_URL}")
     return 0
 
 
 def run_stack_down(args: argparse.Namespace) -> int:
+    _on_compose_stack("down")
+    return 0
+
+
+def _on_compose_stack(step: str) -> None:
+    """``step`` (a DockerStack method) on the project's compose stack; a failure is exit 1."""
     from ci.stack import COMPOSE_PROJECT, DockerStack, StackError
 
     try:
-        DockerStack(COMPOSE_PROJECT, port=5000).down()
+        getattr(DockerStack(COMPOSE_PROJECT, port=5000), step)()
     except StackError as error:
         raise Failure(str(error)) from None
-    return 0
 
 
 def run_build_info(args: argparse.Namespace) -> int:
@@ -314,14 +311,6 @@ COMMANDS = {
 def _client(args: argparse.Namespace, mutating: bool):
     """An MLflow client for the resolved tracking URI; a command that changes state never
     falls back to the embedded store (it would report success on the wrong store)."""
-    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
+    from machine_learning.tracking import command_client
 
-    try:
-        target = resolve_tracking_uri(args.tracking_uri, os.environ, allow_fallback=not mutating)
-    except TrackingUnavailable as error:
-        raise Failure(str(error), EXIT_UNREACHABLE) from None
-    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
-    import mlflow
-
-    mlflow.set_tracking_uri(target.uri)
-    return mlflow.MlflowClient(target.uri)
+    return command_client(args.tracking_uri, allow_fallback=not mutating)

@@ -65,7 +65,7 @@ class PredictorClient:
             except ValueError:
                 body = None
             return error.code, body, error.headers.get("X-Model-Version", "")
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        except (OSError, ValueError) as error:  # URLError is an OSError
             return 0, {"error": str(getattr(error, "reason", error))}, ""
 
 

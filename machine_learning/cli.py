@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -185,14 +183,10 @@ def _run(args: argparse.Namespace) -> int:
         return use_cli.run(args)
     # uv venvs have no pip; MLflow warns about it on every model save, to no purpose here.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
+    from machine_learning.tracking import command_target
     from machine_learning.train import TrackingFailed, TrainConfig, run_compare, run_train
 
-    try:
-        target = resolve_tracking_uri(args.tracking_uri, os.environ)
-    except TrackingUnavailable as exc:
-        raise Failure(str(exc), EXIT_UNREACHABLE) from None
-    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
+    target = command_target(args.tracking_uri)
     options = vars(args) | {"tune": args.tune == "true"}
     fields = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{key: value for key, value in options.items() if key in fields})

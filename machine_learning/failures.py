@@ -59,14 +59,14 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, RecordError):
         return Failure(str(error), EXIT_BAD_INPUT)
     if _is_tracking_error(error):
-        return Failure(f"the tracking server failed: {_first_line(error)}", EXIT_UNREACHABLE)
+        return Failure(f"the tracking server failed: {first_line(error)}", EXIT_UNREACHABLE)
     if isinstance(error, MemoryError):
         return Failure("out of memory: ask for less work (fewer battles or rows)", EXIT_BAD_INPUT)
     if isinstance(error, OSError):
         where = f" {error.filename}" if error.filename else ""
         return Failure(f"cannot use{where}: {error.strerror or error}", EXIT_BAD_INPUT)
     return Failure(
-        f"unexpected {type(error).__name__}: {_first_line(error)} "
+        f"unexpected {type(error).__name__}: {first_line(error)} "
         "(rerun with --debug or CI_DEBUG=1 for the traceback)"
     )
 
@@ -99,7 +99,8 @@ def _is_tracking_error(error: BaseException) -> bool:
     return any(kind is not None and isinstance(error, kind) for kind in kinds)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error as one bounded line (its first line, else its type's name)."""
     lines = str(error).strip().splitlines()
     text = lines[0] if lines else type(error).__name__
     return text if len(text) <= MESSAGE_LIMIT else f"{text[: MESSAGE_LIMIT - 3]}..."

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from machine_learning.data import STATS, load_pokedex, load_type_chart
 from machine_learning.datasets import RAW_COLUMNS, SIDE_COLUMNS
+from machine_learning.failures import first_line
 from machine_learning.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 
 if TYPE_CHECKING:
@@ -193,8 +194,7 @@ def load_predictor(info: ModelInfo) -> Predictor:
     try:
         pipeline = mlflow.sklearn.load_model(info.load_uri)
     except (MlflowException, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PredictError(f"cannot load the model {info.load_uri}: {first[:300]}") from None
+        raise PredictError(f"cannot load the model {info.load_uri}: {first_line(error)}") from None
     return Predictor(info, pipeline)
 
 

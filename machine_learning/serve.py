@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from machine_learning.failures import first_line
 from machine_learning.predict import (
     ModelInfo,
     PredictError,
@@ -50,7 +51,6 @@ class Following:
     loader: Callable[[ModelInfo], Predictor] = load_predictor
     current: Predictor | None = None
     error: str = ""  # why the newest version is not the one serving
-    swapped_at: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -62,7 +62,7 @@ class Following:
         try:
             info = describe(self.model_uri, self.client)
         except Exception as error:  # the registry is down: keep serving what we have
-            self.error = f"cannot read {self.model_uri}: {_line(error)}"
+            self.error = f"cannot read {self.model_uri}: {first_line(error)}"
             return
         if self.current is not None and info.version == self.current.info.version:
             self.error = ""
@@ -70,9 +70,9 @@ class Following:
         try:
             loaded = self.loader(info)
         except Exception as error:  # a broken version must not take the service down
-            self.error = f"version {info.version or info.uri} failed to load: {_line(error)}"
+            self.error = f"version {info.version or info.uri} failed to load: {first_line(error)}"
             return
-        self.current, self.error, self.swapped_at = loaded, "", time.time()
+        self.current, self.error = loaded, ""
 
     def run(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -123,7 +123,7 @@ def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
         served = following.current  # one version answers the whole request
         status, body = await _answer(request, served)
         version = served.info.version if served else ""
-        metrics.observe(status, time.perf_counter() - started, version)
+        metrics.observe(status, time.perf_counter() - started)
         headers = {"X-Model-Version": version} if served else {}
         return JSONResponse(body, status_code=status, headers=headers)
 
@@ -194,7 +194,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe(self, status: int, seconds: float, version: str) -> None:
+    def observe(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()
         self.latency.observe(seconds)
 
@@ -203,8 +203,3 @@ class Metrics:
 
         self.served.set(int(version) if version.isdigit() else 0)
         return generate_latest(self.registry)
-
-
-def _line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
     from sklearn.pipeline import Pipeline
 
     from machine_learning.datasets import BattleData
@@ -124,6 +125,30 @@ def resolve_tracking_uri(
         if probe(uri):
             return TrackingTarget(uri, source)
     return TrackingTarget(EMBEDDED_URI, "embedded default")
+
+
+def command_target(cli_uri: str | None, allow_fallback: bool = True) -> TrackingTarget:
+    """The store a command uses, said once on stderr; a configured server that cannot be used
+    is exit 3 (the commands' contract)."""
+    import os
+
+    from machine_learning.failures import EXIT_UNREACHABLE, Failure
+
+    try:
+        target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
+    except TrackingUnavailable as error:
+        raise Failure(str(error), EXIT_UNREACHABLE) from None
+    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
+    return target
+
+
+def command_client(cli_uri: str | None, allow_fallback: bool = True) -> MlflowClient:
+    """An MLflow client (and the fluent API) on the command's store (see command_target)."""
+    import mlflow
+
+    target = command_target(cli_uri, allow_fallback)
+    mlflow.set_tracking_uri(target.uri)
+    return mlflow.MlflowClient(target.uri)
 
 
 def model_requirements() -> list[str]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from machine_learning.arguments import DefaultsOnce, output_path, positive_int
-from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, EXIT_UNREACHABLE, Failure
+from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
 from machine_learning.predict import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ("a", "b", "p_a_wins", "p_b_wins", "model_version", "model_uri")
 CHUNK_ROWS = 50_000  # battles per batch step: memory stays flat whatever the input's size
+SERVER_URIS = ("models:/", "runs:/")  # model URIs that need the tracking server
 MODEL_HELP = (
     "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
     "runs:/<id>/model, or a folder such as outputs/model"
@@ -156,35 +156,23 @@ def _write(scored: pd.DataFrame, target: Path, first: bool) -> None:
 def _describe(args: argparse.Namespace):
     """What --model-uri names; the registry is asked only for a models:/ URI."""
     from machine_learning.predict import describe
+    from machine_learning.tracking import command_client
 
-    if not args.model_uri.startswith(("models:/", "runs:/")):
+    if not args.model_uri.startswith(SERVER_URIS):
         if not Path(args.model_uri).is_dir():
             raise Failure(f"--model-uri {args.model_uri}: no such model folder", EXIT_BAD_INPUT)
         return describe(args.model_uri, None)
-    return describe(args.model_uri, _client(args))
-
-
-def _client(args: argparse.Namespace):
-    import mlflow
-
-    from machine_learning.tracking import TrackingUnavailable, redact_uri, resolve_tracking_uri
-
-    try:
-        target = resolve_tracking_uri(args.tracking_uri, os.environ)
-    except TrackingUnavailable as error:
-        raise Failure(str(error), EXIT_UNREACHABLE) from None
-    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
-    mlflow.set_tracking_uri(target.uri)
-    return mlflow.MlflowClient(target.uri)
+    return describe(args.model_uri, command_client(args.tracking_uri))
 
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from machine_learning.serve import Following, create_app
+    from machine_learning.tracking import command_client
 
-    registry = args.model_uri.startswith(("models:/", "runs:/"))
-    client = _client(args) if registry else None
+    on_server = args.model_uri.startswith(SERVER_URIS)
+    client = command_client(args.tracking_uri) if on_server else None
     following = Following(args.model_uri, client, args.poll_interval).start()
     if following.current is None and not following.follows_alias:
         raise Failure(following.error, EXIT_BAD_INPUT)

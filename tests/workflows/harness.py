@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from machine_learning.tracking import server_is_healthy
 from tests import fake_docker
 from tests.conftest import load_workflow
 from tests.github_server import read_only
@@ -476,22 +477,12 @@ def _predictor_up(job: _JobState, files: dict) -> str:
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while not _answers(f"{url}/health"):
+    while not server_is_healthy(url):
         if job.predictor.poll() is not None or time.monotonic() > deadline:
             raise StepFailed(f"the predictor did not become healthy:\n{log.read_text()[-2000:]}")
         time.sleep(0.2)
     files["GITHUB_ENV"].write_text(f"PREDICTOR_URL={url}\n")
     return f"predictor up: {url}"
-
-
-def _answers(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 def _stack_down(job: _JobState, files: dict) -> str:
