@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
 from pathlib import Path
 
@@ -50,10 +53,11 @@ def cli_env(**overrides: str) -> dict[str, str]:
     return dict(os.environ) | overrides
 
 
-def run_cli(
+def spawn_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "machine_learning"
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <module> <args>`` the way a user does."""
+    """Run ``python -m <module> <args>`` in a new interpreter, the way a user does: for the
+    tests about the process boundary (start-up, imports, stray output, real exit status)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -63,6 +67,65 @@ def run_cli(
         timeout=600,
         check=False,
     )
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "machine_learning"
+) -> subprocess.CompletedProcess[str]:
+    """``spawn_cli`` without the new interpreter: the same ``main`` with the same environment,
+    folder, streams (not a terminal) and warning display, in this process. What a command
+    decides does not depend on the interpreter starting; its ~2 s of imports do, once per
+    process instead of once per call. Every command also runs as a real process in the
+    simulated workflow runs."""
+    import importlib
+
+    main = importlib.import_module(f"{module}.cli").main
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    out, err = _text_stream(), _text_stream()
+    os.environ.clear()
+    os.environ.update(env or cli_env())
+    os.chdir(cwd)
+    try:
+        with _mlflow_globals_kept(), warnings.catch_warnings(), redirect_stdout(out):
+            warnings.simplefilter("default")  # printed to stderr, as an interpreter does
+            warnings.showwarning = _print_warning
+            try:
+                with redirect_stderr(err):
+                    code = main(list(args))
+            except SystemExit as exit_:  # argparse's exit, as the interpreter reports it
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(
+        [module, *args], code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
+    )
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _text_stream() -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+
+
+@contextmanager
+def _mlflow_globals_kept() -> Iterator[None]:
+    """Put back what a command changes in MLflow's module state (its tracking URI, active
+    experiment and run): an exiting interpreter would drop them, the caller's stay."""
+    import mlflow
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    saved = utils._tracking_uri, fluent._active_experiment_id
+    try:
+        yield
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        utils._tracking_uri, fluent._active_experiment_id = saved
 
 
 def actions_env(
@@ -120,6 +183,22 @@ def github():
     fake = FakeGitHub().start()
     yield fake
     fake.stop()
+
+
+# Modules in the order they start on the workers (``--no-loadscope-reorder``): the longest
+# first, so the short ones fill the end instead of waiting behind a 3-minute module.
+LONGEST_FIRST = ("tests/workflows/", "tests/integration/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next(
+            (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)),
+            len(LONGEST_FIRST),
+        )
+
+    items.sort(key=rank)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

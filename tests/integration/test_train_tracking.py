@@ -12,7 +12,7 @@ import pytest
 
 from machine_learning.datasets import LABEL, battles
 from machine_learning.simulator import Scenario
-from tests.conftest import REPO_ROOT, actions_env, cli_env, run_cli
+from tests.conftest import REPO_ROOT, actions_env, cli_env, run_cli, spawn_cli
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "3000", "--n-test", "1000")
@@ -145,7 +145,7 @@ def test_a_tracking_failure_keeps_every_local_output(stack, client, tmp_path):
 
 
 def test_the_default_is_the_embedded_store_in_the_working_directory(tmp_path):
-    done = run_cli("train", "--model", "logistic_regression", *SMALL, cwd=tmp_path)
+    done = spawn_cli("train", "--model", "logistic_regression", *SMALL, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "MLflow tracking URI: sqlite:///mlflow.db (embedded default)" in done.stderr
     record = read_json(tmp_path / "outputs/run.json")

@@ -22,7 +22,7 @@ BRANCH, PR = "feature/type-chart", 5
 SHAS = {
     name: f"{i:x}" * 40
     for i, name in enumerate(
-        ["first", "second", "merge", "regression", "fork", "dispatch", "merge2"], start=1
+        ["first", "second", "merge", "regression", "fork", "dispatch"], start=1
     )
 }
 
@@ -30,10 +30,10 @@ SHAS = {
 class Story:
     """A pretend repository on GitHub with its runner; earlier runs on demand, each once."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, venv: Path) -> None:
         self.github = FakeGitHub().start()
         self.runner = Runner(
-            home, self.github.url, self.github.token, self.github.repository, venv=home / "venv"
+            home, self.github.url, self.github.token, self.github.repository, venv=venv
         )
         self.github.add_pull(PR, SHAS["first"])
         self._done: dict[str, JobResult] = {}
@@ -70,10 +70,14 @@ class Story:
         """The merge to main (run 103): promotes the first champion, v1."""
         return self.once("merge", lambda: self.push("refs/heads/main", SHAS["merge"], 103))
 
-    def second_merge(self) -> JobResult:
-        """A second merge to main (run 111): v2 becomes champion, v1 previous-champion."""
+    def promoted_by_dispatch(self) -> JobResult:
+        """After the merge, a dispatch on main with ``promote: true`` (run 111) trains the
+        merge's model again: within noise of v1, so v2 becomes champion and v1
+        previous-champion. Its ``n-trials`` reaches the run's params."""
         self.merged()
-        return self.once("merge2", lambda: self.push("refs/heads/main", SHAS["merge2"], 111))
+        inputs = {"model": "xgboost", "n-trials": 3, "promote": True}
+        event = Event("workflow_dispatch", "refs/heads/main", SHAS["dispatch"], 111, inputs=inputs)
+        return self.once("dispatch", lambda: self.runner.run(TRAIN, "train", event))
 
     def branch_push(self) -> JobResult:
         """A push to the PR's branch after the merge (run 104), from main's state only."""

@@ -9,6 +9,7 @@ import pytest
 
 from ci.server_mode import describe_mode
 from tests.conftest import load_workflow
+from tests.workflows.expressions import Evaluator, condition, standard_functions
 from tests.workflows.harness import (
     REPO_ROOT,
     Event,
@@ -69,3 +70,31 @@ def test_the_job_summary_says_which_mlflow_and_why(tmp_path, env, team, says):
         env |= {"GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "o/b"}
     assert describe_mode(env | {"GITHUB_ACTIONS": "true"})[0] is team
     assert says in describe_mode(env)[1]
+
+
+@pytest.mark.parametrize(
+    ("event_name", "branch", "inputs", "promotes"),
+    [
+        ("push", "main", {}, True),
+        ("push", "feature/x", {}, False),
+        ("workflow_dispatch", "main", {"promote": False}, False),
+        ("workflow_dispatch", "main", {"promote": True}, True),
+        ("workflow_dispatch", "feature/x", {"promote": True}, False),
+    ],
+)
+def test_promotion_is_for_the_default_branch_by_push_or_when_a_dispatch_asks(
+    event_name, branch, inputs, promotes
+):
+    train = load_workflow(REPO_ROOT / ".github/workflows/train.yml")["jobs"]["train"]
+    (promote,) = [step for step in train["steps"] if step.get("id") == "promote"]
+    contexts = {
+        "github": {
+            "event_name": event_name,
+            "ref": f"refs/heads/{branch}",
+            "event": {"repository": {"default_branch": "main"}},
+        },
+        "inputs": inputs,
+        "steps": {"gate": {"outcome": "success"}},
+    }
+    evaluator = Evaluator(contexts, standard_functions(lambda: "success"))
+    assert condition(promote["if"], evaluator) is promotes

@@ -1,5 +1,6 @@
-"""Default-branch runs, simulated from the workflows' own steps: promotion on merge, branches
-judged against main's champion, a failing regression, rollback, team mode (see story.py)."""
+"""Default-branch runs, simulated from the workflows' own steps: promotion on merge and on a
+dispatch that asks, branches judged against main's champion, a failing regression, rollback,
+a served champion failing verification (see story.py)."""
 
 from __future__ import annotations
 
@@ -36,18 +37,22 @@ def test_a_branch_push_is_compared_with_mains_champion_but_cannot_promote(story)
 
 def test_a_regression_fails_the_job_and_the_comment_shows_it(story):
     story.branch_push()  # main has a champion; the PR's head is this commit
+    inputs = {"model": "logistic_regression", "dataset-version": "v1", "scenario": "balanced"}
     event = Event(
-        "workflow_dispatch",
-        f"refs/heads/{BRANCH}",
-        SHAS["regression"],
-        105,
-        inputs={"model": "logistic_regression", "dataset-version": "v1"},
+        "workflow_dispatch", f"refs/heads/{BRANCH}", SHAS["regression"], 105, inputs=inputs
     )
     result = story.runner.run(TRAIN, "train", event)
     assert result.conclusion == "failure"
     assert result.step("Gate").outcome == "failure"
     assert result.step("Upload the report").outcome == "success"
-    assert story.artifact(105)["verdict"] == "fail"
+    gate = story.artifact(105)
+    assert gate["verdict"] == "fail"
+    params = gate["candidate"]["params"]  # the dispatch's inputs reached the CLI
+    assert (params["model"], params["dataset_version"], params["scenario_type"]) == (
+        "logistic_regression",
+        "v1",
+        "balanced",
+    )
     commented = story.comment_on(105, SHAS["regression"], "workflow_dispatch")
     assert commented.conclusion == "success", failure_details(commented)
     comments = story.our_comments()
@@ -57,12 +62,18 @@ def test_a_regression_fails_the_job_and_the_comment_shows_it(story):
     )
 
 
-def test_rollback_moves_the_champion_back(story):
-    result = story.second_merge()
+def test_a_dispatch_on_main_asked_to_promote_promotes(story):
+    result = story.promoted_by_dispatch()
     assert result.conclusion == "success", failure_details(result)
+    params = story.artifact(111)["candidate"]["params"]
+    assert (params["model"], params["n_trials"], params["tune"]) == ("xgboost", "3", "False")
     assert "v2 is now champion; v1 is now previous-champion" in result.step("Promote").output
+
+
+def test_rollback_moves_the_champion_back(story):
+    story.promoted_by_dispatch()
     event = Event(
-        "workflow_dispatch", "refs/heads/main", SHAS["merge2"], 112, inputs={"action": "rollback"}
+        "workflow_dispatch", "refs/heads/main", SHAS["dispatch"], 112, inputs={"action": "rollback"}
     )
     assert story.runner.run(TRAIN, "train", event).conclusion == "skipped"
     rolled = story.runner.run(TRAIN, "champion", event)
@@ -75,10 +86,10 @@ def test_rollback_moves_the_champion_back(story):
 
 
 def test_a_champion_failing_verification_is_rolled_back_and_the_job_fails(story, tmp_path):
-    story.second_merge()
+    story.promoted_by_dispatch()
     raise_the_floor_in_mains_snapshot(story, tmp_path, "test_f1", 0.999)
     event = Event(
-        "workflow_dispatch", "refs/heads/main", SHAS["merge2"], 114, inputs={"action": "verify"}
+        "workflow_dispatch", "refs/heads/main", SHAS["dispatch"], 114, inputs={"action": "verify"}
     )
     result = story.runner.run(TRAIN, "champion", event)
     assert result.conclusion == "failure"
@@ -122,32 +133,3 @@ def raise_the_floor_in_mains_snapshot(story, tmp_path, metric: str, floor: float
     finally:
         stack.down()
     shutil.copytree(tmp_path / "edited", cache / f"{newest.name}-edited")
-
-
-def test_team_mode_trains_against_the_teams_server_without_stack_or_cache(story, tmp_path):
-    import mlflow
-
-    from tests.native_stack import NativeStack
-
-    runner = story.runner
-    team = NativeStack(tmp_path / "team").up()
-    runner.vars["MLFLOW_TRACKING_URI"] = team.tracking_uri
-    try:
-        cache_before = sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*"))
-        result = story.push("refs/heads/team-feature", "c" * 40, 113)
-        assert result.conclusion == "success", failure_details(result)
-        for step in (
-            "Start the stack",
-            "Load MLflow state",
-            "Snapshot MLflow state",
-            "Stop the stack",
-        ):
-            assert result.step(step).outcome == "skipped", step
-        run_id = story.artifact(113)["candidate"]["run_id"]
-        assert mlflow.MlflowClient(team.tracking_uri).get_run(run_id).info.status == "FINISHED"
-        assert sorted(p.name for p in (runner.home / "cache").rglob("mlflow-state-*")) == (
-            cache_before
-        )
-    finally:
-        runner.vars.pop("MLFLOW_TRACKING_URI")
-        team.down()

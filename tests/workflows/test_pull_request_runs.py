@@ -1,5 +1,5 @@
 """Pull-request runs, simulated from the workflows' own steps: pushes to a PR's branch, the
-sticky comment, forks, and what a dispatch may and may not ask (see story.py)."""
+sticky comment, a late comment job, same-repo pull_request events and forks (see story.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.workflows.harness import Event, InvalidInputs
+from tests.workflows.harness import Event
 from tests.workflows.story import BRANCH, PR, SHAS, TRAIN, failure_details
 
 pytestmark = pytest.mark.integration
@@ -101,55 +101,3 @@ def test_fork_pr_comments_only_with_a_genuine_artifact(story):
     genuine = story.comment_on(109, SHAS["fork"], "pull_request")
     assert genuine.conclusion == "success", failure_details(genuine)
     assert len(story.our_comments(fork_pr)) == 1
-
-
-def test_dispatch_inputs_reach_the_cli(story):
-    event = Event(
-        "workflow_dispatch",
-        "refs/heads/main",
-        SHAS["dispatch"],
-        106,
-        inputs={
-            "model": "random_forest",
-            "scenario": "balanced",
-            "tune": False,
-            "n-trials": 3,
-            "promote": False,
-        },
-    )
-    result = story.runner.run(TRAIN, "train", event)
-    assert result.step("Train").outcome == "success", failure_details(result)
-    params = story.artifact(106)["candidate"]["params"]
-    assert (params["model"], params["scenario_type"], params["n_trials"], params["tune"]) == (
-        "random_forest",
-        "balanced",
-        "3",
-        "False",
-    )
-    assert result.step("Promote").outcome == "skipped"  # promote: false (and gate judged)
-
-
-@pytest.mark.parametrize(
-    ("inputs", "message"),
-    [
-        ({"model": "svm"}, "model: 'svm' is not one of"),
-        ({"tune": "yes"}, "tune: 'yes' is not a boolean"),
-        ({"epochs": 3}, "unexpected inputs ['epochs']"),
-    ],
-)
-def test_dispatch_inputs_github_would_refuse(story, inputs, message):
-    with pytest.raises(InvalidInputs, match=message.replace("[", r"\[").replace("]", r"\]")):
-        story.runner.run(
-            TRAIN,
-            "train",
-            Event("workflow_dispatch", "refs/heads/main", "f" * 40, 1, inputs=inputs),
-        )
-
-
-def test_a_dispatch_input_the_cli_refuses_fails_the_train_step(story):
-    event = Event("workflow_dispatch", "refs/heads/main", "e" * 40, 107, inputs={"n-trials": 0})
-    result = story.runner.run(TRAIN, "train", event)
-    assert result.conclusion == "failure"
-    train = result.step("Train")
-    assert train.outcome == "failure"
-    assert "argument --n-trials: must be between 1 and 1,000" in train.output
