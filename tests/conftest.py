@@ -185,17 +185,30 @@ def github():
     fake.stop()
 
 
-# Modules in the order they start on the workers (``--no-loadscope-reorder``): the longest
-# first, so the short ones fill the end instead of waiting behind a 3-minute module.
-LONGEST_FIRST = ("tests/workflows/", "tests/integration/")
+# The order modules reach the workers (``--dist loadfile --no-loadscope-reorder``; xdist keeps
+# two modules queued per worker): the two long simulated stories first, a short module queued
+# behind each, then the rest longest first, so the end is short modules filling both workers.
+SCHEDULE = (
+    "tests/workflows/test_main_runs.py",
+    "tests/workflows/test_pull_request_runs.py",
+    "tests/workflows/test_static.py",
+    "tests/workflows/test_harness_rules.py",
+    "tests/integration/test_serving.py",
+    "tests/integration/test_state.py",
+    "tests/workflows/test_standalone_runs.py",
+    "tests/integration/test_gate.py",
+    "tests/integration/test_stack.py",
+    "tests/integration/test_train_tracking.py",
+    "tests/integration/test_registry_moves.py",
+    "tests/integration/",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]
         return next(
-            (i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)),
-            len(LONGEST_FIRST),
+            (i for i, start in enumerate(SCHEDULE) if path.startswith(start)), len(SCHEDULE)
         )
 
     items.sort(key=rank)
@@ -213,7 +226,8 @@ def pytest_runtestloop(session: pytest.Session):
     whole_suite = config.args_source == pytest.Config.ArgsSource.TESTPATHS and not any(
         config.getoption(name, default=None) for name in selected
     )
-    if controller is None or not whole_suite or hasattr(config, "workerinput"):
+    worker = hasattr(config, "workerinput")
+    if controller is None or not whole_suite or worker or config.option.collectonly:
         return result
     lines = []
     for pattern, floor in COVERAGE_FLOORS.items():
