@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
 from pathlib import Path
@@ -89,11 +89,8 @@ def run_cli(
         with _mlflow_globals_kept(), warnings.catch_warnings(), redirect_stdout(out):
             warnings.simplefilter("default")  # printed to stderr, as an interpreter does
             warnings.showwarning = _print_warning
-            try:
-                with redirect_stderr(err):
-                    code = main(list(args))
-            except SystemExit as exit_:  # argparse's exit, as the interpreter reports it
-                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+            with redirect_stderr(err):
+                code = exit_status(main, args)
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()
@@ -101,6 +98,15 @@ def run_cli(
     return subprocess.CompletedProcess(
         [module, *args], code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
     )
+
+
+def exit_status(main: Callable[[list[str]], int], args: Sequence[str]) -> int:
+    """``main(args)``'s exit status as the interpreter reports it (argparse ends with
+    ``SystemExit``: 2 for bad arguments, 0 for ``--help``)."""
+    try:
+        return main(list(args))
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:

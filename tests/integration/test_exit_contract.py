@@ -17,6 +17,7 @@ import pytest
 
 from ci.cli import main as ci_main
 from machine_learning.cli import main as training_main
+from tests.conftest import exit_status
 from tests.failing_server import HalfDeadServer
 from tests.records import SHA, sample_gate, sample_run
 
@@ -184,12 +185,8 @@ BAD_INPUT = [
 
 
 def invoke(cli: str, args: list[str], capsys) -> tuple[int, str, str, float]:
-    main = ci_main if cli == "ci" else training_main
     started = time.monotonic()
-    try:
-        code = main(args)
-    except SystemExit as exit_:  # argparse's own exit, as the interpreter would see it
-        code = exit_.code
+    code = exit_status(ci_main if cli == "ci" else training_main, args)
     out, err = capsys.readouterr()
     return code, out, err, time.monotonic() - started
 

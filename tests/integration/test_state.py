@@ -20,7 +20,7 @@ import pytest
 from ci.cli import main
 from machine_learning.provenance import TAG_BRANCH
 from tests import fake_docker
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, exit_status, run_cli
 from tests.integration.conftest import IMAGE_UID, unprivileged_stack
 from tests.native_stack import NativeStack
 
@@ -75,7 +75,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 def ci(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
+    code = exit_status(main, args)
     out, err = capsys.readouterr()
     return code, out, err
 
