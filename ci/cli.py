@@ -16,6 +16,7 @@ from machine_learning.arguments import (
     int_in,
     output_path,
     positive_int,
+    seconds_in,
 )
 from machine_learning.failures import (
     EXIT_CODES,
@@ -29,6 +30,7 @@ ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --h
 RESAMPLES = int_in(100, 100_000, "fewer make the interval meaningless, more take minutes")
 HISTORY = int_in(0, 200, "a PR comment has room for about 200 rows")
 CANARY = int_in(200, 100_000, "every metric needs both outcomes; more takes minutes")
+SERVED_TIMEOUT = seconds_in(1, 3_600, "a job's own timeout is the longer bound")
 MUTATING = "changes the registry: never falls back to the embedded store"
 
 
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--expect-version", help="the promoted version (default: the champion now)")
     verify.add_argument(
-        "--timeout", type=float, default=180.0, help="seconds to wait for it to be served"
+        "--timeout", type=SERVED_TIMEOUT, default=180.0, help="seconds to wait for it to be served"
     )
     verify.add_argument(
         "--canary-battles", type=CANARY, default=2000, help="fresh battles to score"

@@ -47,6 +47,25 @@ def int_in(low: int, high: int, reason: str) -> Callable[[str], int]:
     return parse
 
 
+def seconds_in(low: float, high: float, reason: str) -> Callable[[str], float]:
+    """An argparse type for a duration in seconds in [low, high] (``nan`` and ``inf`` are not
+    durations); ``reason`` says why the bounds."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not low <= value <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:,g} and {high:,g} seconds ({reason}), got {text}"
+            )
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
 def positive_int(text: str) -> int:
     value = _whole_number(text)
     if value <= 0:

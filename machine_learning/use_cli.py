@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine_learning.arguments import DefaultsOnce, output_path, positive_int
+from machine_learning.arguments import DefaultsOnce, int_in, output_path, positive_int, seconds_in
 from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
 from machine_learning.predict import DEFAULT_MODEL_URI
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 OUTPUT_COLUMNS = ("a", "b", "p_a_wins", "p_b_wins", "model_version", "model_uri")
 CHUNK_ROWS = 50_000  # battles per batch step: memory stays flat whatever the input's size
+PORT = int_in(1, 65_535, "a TCP port")
+POLL_INTERVAL = seconds_in(0.1, 86_400, "faster polls load the registry, slower ones lag a day")
 SERVER_URIS = ("models:/", "runs:/")  # model URIs that need the tracking server
 MODEL_HELP = (
     "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
@@ -57,9 +59,9 @@ def add_parsers(commands) -> None:
         formatter_class=DefaultsOnce,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=positive_int, default=8000, help="port to bind")
+    serve.add_argument("--port", type=PORT, default=8000, help="port to bind")
     serve.add_argument(
-        "--poll-interval", type=float, default=10.0, help="seconds between alias checks"
+        "--poll-interval", type=POLL_INTERVAL, default=10.0, help="seconds between alias checks"
     )
     serve.add_argument(
         "--allowed-hosts",
@@ -84,7 +86,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from machine_learning.predict import PredictError, load_predictor, pokedex
 
     if args.input is None and len(args.names) != 2:
-        raise Failure("give two Pokémon (predict pikachu charizard), or --input FILE", 2)
+        raise Failure(
+            "give two Pokémon (predict pikachu charizard), or --input FILE", EXIT_BAD_INPUT
+        )
     if args.input is not None and (args.names or args.output is None):
         raise Failure("--input goes with --output FILE and no names", EXIT_BAD_INPUT)
     try:

@@ -181,6 +181,11 @@ BAD_INPUT = [
     ("seed-huge", "ml", "train --seed 18446744073709551616", {}, "argument --seed"),
     ("model", "ml", "train --model svm", {}, "xgboost, random_forest, logistic_regression"),
     ("trials", "ml", "compare --tune --n-trials 0", {}, "--n-trials: must be between 1"),
+    ("port", "ml", "serve --port 70000", {}, "--port: must be between 1 and 65,535"),
+    ("poll-nan", "ml", "serve --poll-interval nan", {}, "--poll-interval: must be between"),
+    ("poll-negative", "ml", "serve --poll-interval -1", {}, "got -1"),
+    ("poll-word", "ml", "serve --poll-interval soon", {}, "expected seconds, got 'soon'"),
+    ("verify-timeout", "ci", "verify --timeout inf", {}, "--timeout: must be between 1 and"),
 ]
 
 
