@@ -92,6 +92,7 @@ class Following:
 def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
     """The HTTP service around a Following model (routes below; metrics per request)."""
     metrics = Metrics()
+    page_html = PAGE.read_text(encoding="utf-8")
     app = FastAPI(title="Pokémon battle predictor", docs_url=None, redoc_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
@@ -135,7 +136,7 @@ def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.read_text(encoding="utf-8")
+        return page_html
 
     return app
 
@@ -144,14 +145,15 @@ async def _answer(request: Request, served: Predictor | None) -> tuple[int, dict
     """(status, JSON body) of a /predict request: 4xx that say what to fix."""
     if served is None:
         return 503, {"error": "no model loaded yet; see /health"}
+    too_large = 413, {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return 413, {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
+        return too_large
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            return 413, {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
+            return too_large
     try:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
