@@ -74,7 +74,7 @@ def wait_for_version(service: PredictorClient, expected: str, timeout_s: float) 
     deadline = time.monotonic() + timeout_s
     while True:
         status, body, _ = service.get("/version")
-        if status == 200 and str(body.get("version")) == expected:
+        if status == 200 and isinstance(body, dict) and str(body.get("version")) == expected:
             return
         if time.monotonic() >= deadline:
             _, health, _ = service.get("/health")
@@ -93,10 +93,9 @@ def smoke(service: PredictorClient, expected: str) -> None:
         raise VerifyFailed(f"smoke battles: the predictor answered {status}: {body}")
     if version != expected:
         raise VerifyFailed(f"smoke battles were answered by v{version}, not v{expected}")
-    for battle in body["predictions"]:
-        p, q = battle["p_a_wins"], battle["p_b_wins"]
-        if not (0 <= p <= 1 and abs(p + q - 1) < 1e-6):
-            raise VerifyFailed(f"smoke battle {battle['a']} vs {battle['b']}: p={p}, q={q}")
+    for (a, b), (p, q) in zip(SMOKE, probabilities(body, len(SMOKE), "smoke"), strict=True):
+        if abs(p + q - 1) >= 1e-6:
+            raise VerifyFailed(f"smoke battle {a} vs {b}: p={p}, q={q} do not add up to 1")
 
 
 def canary_scores(
@@ -113,10 +112,11 @@ def canary_scores(
     rows = table[list(RAW_COLUMNS)].to_dict("records")  # pandas gives plain ints and strs
     p: list[float] = []
     for start in range(0, n, BATCH):
-        status, body, version = service.predict(rows[start : start + BATCH])
+        batch = rows[start : start + BATCH]
+        status, body, version = service.predict(batch)
         if status != 200 or version != expected:
             raise VerifyFailed(f"canary battles: answered {status} by v{version}: {body}")
-        p += [battle["p_a_wins"] for battle in body["predictions"]]
+        p += [p_a for p_a, _ in probabilities(body, len(batch), "canary")]
     return classification_metrics(table[LABEL].to_numpy(), np.asarray(p), "test")
 
 
@@ -135,12 +135,34 @@ def judge_canary(scores: dict[str, float], rules: list[Threshold]) -> list[str]:
     return lines
 
 
-def _plain(rows: list[dict]) -> list[dict]:
-    """numpy scalars → JSON numbers."""
-    return [
-        {key: getattr(value, "item", lambda v=value: v)() for key, value in row.items()}
-        for row in rows
-    ]
+def probabilities(body: Any, count: int, what: str) -> list[tuple[float, float]]:
+    """(p_a_wins, p_b_wins) of each of ``count`` answered battles; VerifyFailed when the answer
+    is not that (a predictor that answers 200 with anything else is broken, not trusted)."""
+    predictions = body.get("predictions") if isinstance(body, dict) else None
+    if not isinstance(predictions, list) or len(predictions) != count:
+        raise VerifyFailed(f"{what} battles: {count} asked, the answer is not {count} predictions")
+    pairs = []
+    for battle in predictions:
+        pair = _probability_pair(battle)
+        if pair is None:
+            shown = json.dumps(battle)[:200]
+            raise VerifyFailed(f"{what} battles: a prediction is not two probabilities: {shown}")
+        pairs.append(pair)
+    return pairs
+
+
+def _probability_pair(battle: Any) -> tuple[float, float] | None:
+    if not isinstance(battle, dict):
+        return None
+    values = battle.get("p_a_wins"), battle.get("p_b_wins")
+    if not all(_is_probability(value) for value in values):
+        return None
+    return float(values[0]), float(values[1])
+
+
+def _is_probability(value: Any) -> bool:
+    """A JSON number in [0, 1] (not a boolean; nan compares false)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _served(status: int, body: Any) -> str:
