@@ -114,7 +114,10 @@ def test_racing_moves_leave_a_consistent_registry_and_exactly_one_winner(
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     promote(client, name, gate_for(candidate_run(client, experiment), None))
-    with context.Pool(2, initializer=_start, initargs=(barrier,)) as pool:
+    # Closed and joined, not terminated (what `with Pool()` does): a worker SIGTERMed while
+    # it waits for work can hang in coverage's SIGTERM handler, and the join with it.
+    pool = context.Pool(2, initializer=_start, initargs=(barrier,))
+    try:
         for _ in range(RACES):
             champion, _ = aliases(client, name)
             runs = [candidate_run(client, experiment) for _ in range(2)]
@@ -134,6 +137,9 @@ def test_racing_moves_leave_a_consistent_registry_and_exactly_one_winner(
             results = pool.map(_race, tasks)
             assert sorted(r == "won" for r in results) == [False, True], results
             assert aliases(client, name) == (previous, new)
+    finally:
+        pool.close()
+        pool.join()
     assert not client.search_registered_models(f"name = '{name}.registry-lock'")
 
 
