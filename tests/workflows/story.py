@@ -8,7 +8,6 @@ or in any order, and the whole module still runs every job once.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,18 +77,6 @@ class Story:
         inputs = {"model": "xgboost", "n-trials": 3, "promote": True}
         event = Event("workflow_dispatch", "refs/heads/main", SHAS["dispatch"], 111, inputs=inputs)
         return self.once("dispatch", lambda: self.runner.run(TRAIN, "train", event))
-
-    def branch_push(self) -> JobResult:
-        """A push to the PR's branch after the merge (run 104), from main's state only."""
-        self.merged()
-
-        def run() -> JobResult:
-            self.github.push(PR, SHAS["regression"])
-            branch_cache = self.runner.home / "cache" / "refs_heads_feature_type-chart"
-            shutil.rmtree(branch_cache, ignore_errors=True)
-            return self.push(f"refs/heads/{BRANCH}", SHAS["regression"], 104)
-
-        return self.once("branch", run)
 
     def push(self, ref: str, sha: str, run_id: int) -> JobResult:
         payload = {"ref": ref, "after": sha, "head_commit": {"id": sha}}
