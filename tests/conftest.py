@@ -191,15 +191,17 @@ def github():
     fake.stop()
 
 
-# The order modules reach the workers (``--dist loadfile --no-loadscope-reorder``; xdist keeps
-# two modules queued per worker): the two long simulated stories first, a short module queued
-# behind each, then the rest longest first, so the end is short modules filling both workers.
+# The order modules reach the workers (``--dist loadfile --no-loadscope-reorder``: the first
+# module to each worker, then a second to each, then one to whichever runs short). The two long
+# simulated stories go to different workers, and the pull-request story only after a module of
+# other work there, so its worker is not idle while the main story's builds the runners' venv;
+# then the rest longest first, so the end is short modules filling both workers.
 SCHEDULE = (
     "tests/workflows/test_main_runs.py",
-    "tests/workflows/test_pull_request_runs.py",
-    "tests/workflows/test_static.py",
-    "tests/workflows/test_harness_rules.py",
     "tests/integration/test_serving.py",
+    "tests/workflows/test_static.py",
+    "tests/workflows/test_pull_request_runs.py",
+    "tests/workflows/test_harness_rules.py",
     "tests/integration/test_state.py",
     "tests/workflows/test_standalone_runs.py",
     "tests/integration/test_gate.py",
