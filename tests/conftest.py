@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.stack_fixtures"]
 FLOOR_LINES = pytest.StashKey[list[tuple[str, bool]]]()
 # Least share of lines the whole suite must run, per package and per module where a miss hurts
 # most (what decides, promotes, restores and posts).
