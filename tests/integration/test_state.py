@@ -80,11 +80,13 @@ def ci(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
+def test_a_snapshot_carries_champion_and_branch_runs_to_another_stack(tmp_path, live):
+    """Saved from a stack of its own, restored into the shared one (a restore replaces its
+    database whatever it held)."""
     import mlflow
 
     first = NativeStack(tmp_path / "first").up()
-    second = NativeStack(tmp_path / "second")
+    second = live
     try:
         env = cli_env(MLFLOW_TRACKING_URI=first.tracking_uri)
         for name, branch in (("main-run", "main"), ("other-run", "feature/x")):
@@ -134,7 +136,6 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
         assert manifest["mlflow_version"] == mlflow.__version__
         assert not list((tmp_path / "snapshot/artifacts").rglob(f"*{other['run_id']}*"))
 
-        second.up()
         restored = state(second, "restore")
         assert restored.returncode == 0, restored.stderr
         assert restored.stdout.startswith("restored the snapshot of main saved at")
@@ -149,7 +150,6 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_a_fresh_stack(tmp_path):
     finally:
         mlflow.set_tracking_uri(None)
         first.down()
-        second.down()
 
 
 def test_restoring_without_a_snapshot_bootstraps(tmp_path, capsys, native_stores):
@@ -193,12 +193,11 @@ def compose_without_docker(tmp_path, monkeypatch) -> str:
     "break_it", [failing_pg_dump, no_pg_dump, another_database, compose_without_docker]
 )
 def test_a_failing_save_keeps_the_old_snapshot_and_every_live_run(
-    tmp_path, capsys, monkeypatch, native_stores, mlflow_client, break_it
+    tmp_path, capsys, monkeypatch, native_stores, mlflow_client, saved, break_it
 ):
     seed(mlflow_client, f"save-{break_it.__name__}", runs=12, branch="gone")
-    snapshot = tmp_path / "snapshot"
-    code, _, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
-    assert code == 0, err
+    capsys.readouterr()  # MLflow's "View run" lines
+    snapshot = good_snapshot(tmp_path, saved)
     before, runs = digest(snapshot), active_runs(mlflow_client)
     expected = break_it(tmp_path, monkeypatch)
 
@@ -211,12 +210,26 @@ def test_a_failing_save_keeps_the_old_snapshot_and_every_live_run(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".snapshot")) == []
 
 
-def good_snapshot(tmp_path, capsys, client, name: str) -> Path:
-    seed(client, name)
-    snapshot = tmp_path / "snapshot"
-    code, _, err = ci(capsys, "state", "save", "--dir", str(snapshot), "--branch", "main")
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def saved(live, tmp_path_factory) -> Path:
+    """One good snapshot of the shared stack, saved once: the tests copy it."""
+    import mlflow
+
+    seed(mlflow.MlflowClient(live.tracking_uri), "saved-once")
+    snapshot = tmp_path_factory.mktemp("saved") / "snapshot"
+    env = cli_env(
+        MLFLOW_TRACKING_URI=live.tracking_uri,
+        MLFLOW_STATE_DATABASE=live.backend_uri,
+        MLFLOW_STATE_ARTIFACTS=str(live.artifacts_dir),
+    )
+    args = ("state", "save", "--dir", str(snapshot), "--branch", "main")
+    done = run_cli(*args, cwd=snapshot.parent, env=env, module="ci")
+    assert done.returncode == 0, done.stderr
     return snapshot
+
+
+def good_snapshot(tmp_path: Path, saved: Path) -> Path:
+    return Path(shutil.copytree(saved, tmp_path / "snapshot", symlinks=True))
 
 
 def link_to_passwd(snapshot: Path) -> str:
@@ -269,9 +282,9 @@ def newer_mlflow(snapshot: Path) -> str:
     ],
 )
 def test_a_forged_snapshot_is_refused_and_nothing_is_restored(
-    tmp_path, capsys, native_stores, mlflow_client, live, forge
+    tmp_path, capsys, native_stores, mlflow_client, live, saved, forge
 ):
-    snapshot = good_snapshot(tmp_path, capsys, mlflow_client, f"forged-{forge.__name__}")
+    snapshot = good_snapshot(tmp_path, saved)
     expected = forge(snapshot)
     marker = mlflow_client.create_experiment(f"after-{forge.__name__}")
     files = digest(live.artifacts_dir)
@@ -284,9 +297,9 @@ def test_a_forged_snapshot_is_refused_and_nothing_is_restored(
 
 
 def test_a_failed_artifact_copy_leaves_the_database_as_it_was(
-    tmp_path, capsys, monkeypatch, native_stores, mlflow_client
+    tmp_path, capsys, monkeypatch, native_stores, mlflow_client, saved
 ):
-    snapshot = good_snapshot(tmp_path, capsys, mlflow_client, "copy-fails")
+    snapshot = good_snapshot(tmp_path, saved)
     marker = mlflow_client.create_experiment("made-after-the-snapshot")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
