@@ -199,12 +199,18 @@ def load_predictor(info: ModelInfo) -> Predictor:
 
 
 def pairs_of(records: list[Mapping[str, Any]]) -> list[tuple[str, str]] | None:
-    """(a, b) name pairs when every record is ``{"a": name, "b": name}``; None for raw rows."""
-    if records and all(set(r) == {"a", "b"} for r in records):
-        if not all(isinstance(r["a"], str) and isinstance(r["b"], str) for r in records):
+    """(a, b) name pairs when the battles are given by name (a record has ``a`` or ``b``);
+    None for raw rows. A battle by name with a field missing or extra is told so, rather than
+    that it lacks the 18 columns of a raw row."""
+    if not any("a" in r or "b" in r for r in records):
+        return None
+    for record in records:
+        if set(record) != {"a", "b"}:
+            fields = ", ".join(sorted(map(str, record))) or "none"
+            raise PredictError(f"a battle by name has exactly the fields a and b; one has {fields}")
+        if not (isinstance(record["a"], str) and isinstance(record["b"], str)):
             raise PredictError("names must be strings")
-        return [(r["a"], r["b"]) for r in records]
-    return None
+    return [(r["a"], r["b"]) for r in records]
 
 
 def battle_rows(records: list[Mapping[str, Any]]) -> pd.DataFrame:

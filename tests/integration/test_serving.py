@@ -302,6 +302,8 @@ def test_the_service_refuses_what_it_should(service):
     assert running.declared_body(5 << 20) == 413  # refused before the body is read
     assert running.request("/predict", b"{not json")[0] == 400
     assert running.request("/predict", {"fights": []})[0] == 422
+    status, body, _ = running.request("/predict", {"battles": [{"a": "mew"}]})
+    assert status == 422 and body["error"].endswith("fields a and b; one has a")
     raw = {"battles": [{"a_name": "X", "a_type1": "Fire"}]}
     status, body, _ = running.request("/predict", raw)
     assert status == 422 and "rows lack the columns" in body["error"]

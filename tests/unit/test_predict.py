@@ -56,6 +56,20 @@ def test_raw_rows_are_checked_column_by_column():
         battle_rows([{"a": 25, "b": "mew"}])
 
 
+@pytest.mark.parametrize(
+    ("battles", "fields"),
+    [
+        ([{"a": "pikachu"}], "a"),
+        ([{"a": "pikachu", "b": "mew", "id": 7}], "a, b, id"),
+        ([{"a": "pikachu", "b": "mew"}, {"b": "mew", "a_name": "Pikachu"}], "a_name, b"),
+    ],
+)
+def test_a_battle_by_name_missing_or_adding_a_field_is_told_so(battles, fields):
+    message = f"a battle by name has exactly the fields a and b; one has {fields}$"
+    with pytest.raises(PredictError, match=message):
+        battle_rows(battles)
+
+
 def test_a_model_that_fails_to_load_is_reported_not_raised(tmp_path):
     def broken(info):
         raise OSError("MLmodel: no such file")
