@@ -4,10 +4,11 @@ before exiting) beside the same `main` exited the default way, run alternately i
     uv run python benchmarks/exit_cost.py [--rounds 5]
 
 A process that imported MLflow, scikit-learn and XGBoost spends its last second in the
-interpreter's final garbage collection, walking objects the OS frees anyway; `gc.freeze()` in
-`ci/__main__.py` and `machine_learning/__main__.py` skips that walk. Measured on a training run
-on the embedded SQLite store (the quick start) and a prediction from its saved model folder,
-each in a fresh working folder; the medians are wall time and CPU time of the whole process.
+interpreter's final garbage collection, walking objects the OS frees anyway; both entry points
+exit through `machine_learning.failures.exit_process`, whose `gc.freeze()` skips that walk.
+Measured on a training run on the embedded SQLite store (the quick start) and a prediction from
+its saved model folder, each in a fresh working folder; the medians are wall time and CPU time
+of the whole process.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
 # 60 s instead of 33,544; benchmarks/serving.py).
 INLINE_BATTLES = 100
 DEFAULT_POLL_S = 10.0
+TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
 PAGE = Path(__file__).resolve().parent / "page.html"
 
 
@@ -151,15 +152,14 @@ async def _answer(request: Request, served: Predictor | None) -> tuple[int, dict
     """(status, JSON body) of a /predict request: 4xx that say what to fix."""
     if served is None:
         return 503, {"error": "no model loaded yet; see /health"}
-    too_large = 413, {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return too_large
+        return 413, TOO_LARGE
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
-            return too_large
+            return 413, TOO_LARGE
     try:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -171,10 +171,14 @@ async def _answer(request: Request, served: Predictor | None) -> tuple[int, dict
         return 413, {"error": f"{len(battles):,} battles; at most {MAX_BATTLES:,} per request"}
     if not all(isinstance(b, dict) for b in battles):
         return 422, {"error": "every battle must be an object"}
+
+    def score() -> dict:
+        return served.answer(battle_rows(battles))
+
     try:
-        if len(battles) <= INLINE_BATTLES:
-            return 200, served.answer(battle_rows(battles))
-        return 200, await run_in_threadpool(lambda: served.answer(battle_rows(battles)))
+        if len(battles) > INLINE_BATTLES:
+            return 200, await run_in_threadpool(score)
+        return 200, score()
     except PredictError as error:
         return 422, {"error": str(error)}
 
