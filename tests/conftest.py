@@ -9,7 +9,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import chdir, contextmanager, redirect_stderr, redirect_stdout
 from functools import cache
 from pathlib import Path
 
@@ -81,24 +81,34 @@ def run_cli(
     import importlib
 
     main = importlib.import_module(f"{module}.cli").main
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
     out, err = _text_stream(), _text_stream()
-    os.environ.clear()
-    os.environ.update(env or cli_env())
-    os.chdir(cwd)
-    try:
-        with _mlflow_globals_kept(), warnings.catch_warnings(), redirect_stdout(out):
-            warnings.simplefilter("default")  # printed to stderr, as an interpreter does
-            warnings.showwarning = _print_warning
-            with redirect_stderr(err):
-                code = exit_status(main, args)
-    finally:
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
+    with (
+        environment(env or cli_env()),
+        chdir(cwd),
+        _mlflow_globals_kept(),
+        warnings.catch_warnings(),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
+        warnings.simplefilter("default")  # printed to stderr, as an interpreter does
+        warnings.showwarning = _print_warning
+        code = exit_status(main, args)
     return subprocess.CompletedProcess(
         [module, *args], code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
     )
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is exactly ``env`` inside, and what it was again after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def exit_status(main: Callable[[list[str]], int], args: Sequence[str]) -> int:

@@ -240,6 +240,15 @@ class NativeStack:
         self.stop_server()
         self.start_server()
 
+    def state_env(self, tracking_uri: str | None = None) -> dict[str, str]:
+        """What ``ci state`` reads to reach this stack's stores (and its tracking server, or
+        ``tracking_uri``)."""
+        return {
+            "MLFLOW_TRACKING_URI": tracking_uri or self.tracking_uri,
+            "MLFLOW_STATE_DATABASE": self.backend_uri,
+            "MLFLOW_STATE_ARTIFACTS": str(self.artifacts_dir),
+        }
+
     def artifact_exists(self, relative: str) -> bool:
         """Whether ``relative`` exists under the server's artifact destination."""
         return (self.artifacts_dir / relative).exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack
-from tests.conftest import stack_backend
+from tests.conftest import environment, stack_backend
 from tests.native_stack import NativeStack
 
 
@@ -34,13 +34,8 @@ class PytestDockerCompose:
         executor = DockerComposeExecutor(
             "docker compose", [str(f) for f in self.files], self.project
         )
-        saved = dict(os.environ)
-        os.environ.update(env)
-        try:
+        with environment(dict(os.environ) | env):
             return executor.execute(subcommand, success_codes=success_codes)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 def _running_stack(workdir: Path, name: str, env: dict[str, str], files: tuple[Path, ...]):

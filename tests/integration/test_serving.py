@@ -26,6 +26,7 @@ from tests.native_stack import free_port, predictor_command
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "2000", "--n-test", "300")
+HEALTHY_V1 = {"status": "ok", "model_version": "1", "error": None}
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +253,7 @@ def service(predictor, registry):
     """The predictor serving version 1 and healthy again, whatever a test before moved."""
     client, name, _ = registry
     client.set_registered_model_alias(name, "champion", "1")
-    healthy = {"status": "ok", "model_version": "1", "error": None}
-    predictor.wait_for(lambda: predictor.get("/health")[1] == healthy, "version 1 healthy")
+    predictor.wait_for(lambda: predictor.get("/health")[1] == HEALTHY_V1, "version 1 healthy")
     return predictor, client, name
 
 
@@ -284,9 +284,7 @@ def test_the_service_follows_the_alias_and_keeps_serving_through_a_broken_versio
     assert running.request("/predict", {"battles": [{"a": "mew", "b": "ditto"}]})[0] == 200
 
     client.set_registered_model_alias(name, "champion", "1")  # the rollback heals it
-    running.wait_for(lambda: running.get("/health")[1] == {
-        "status": "ok", "model_version": "1", "error": None
-    }, "version 1 healthy")  # fmt: skip
+    running.wait_for(lambda: running.get("/health")[1] == HEALTHY_V1, "version 1 healthy")
     assert served(running, 200) == answered + 3
     metrics = running.text("/metrics")
     assert "served_model_version 1.0" in metrics and "predict_latency_seconds_bucket" in metrics

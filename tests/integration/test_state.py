@@ -41,9 +41,8 @@ def mlflow_client(live):
 
 @pytest.fixture
 def native_stores(monkeypatch, live):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live.tracking_uri)
-    monkeypatch.setenv("MLFLOW_STATE_DATABASE", live.backend_uri)
-    monkeypatch.setenv("MLFLOW_STATE_ARTIFACTS", str(live.artifacts_dir))
+    for name, value in live.state_env().items():
+        monkeypatch.setenv(name, value)
 
 
 def seed(client, name: str, runs: int = 3, branch: str = "main") -> list[str]:
@@ -118,11 +117,7 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_another_stack(tmp_path, 
         client.set_registered_model_alias("pokemon-battle", "champion", version.version)
 
         def state(stack, action):
-            env = cli_env(
-                MLFLOW_TRACKING_URI=stack.tracking_uri,
-                MLFLOW_STATE_DATABASE=stack.backend_uri,
-                MLFLOW_STATE_ARTIFACTS=str(stack.artifacts_dir),
-            )
+            env = cli_env(**stack.state_env())
             folder = str(tmp_path / "snapshot")
             args = ("state", action, "--dir", folder, "--branch", "main")
             return run_cli(*args, cwd=tmp_path, env=env, module="ci")
@@ -217,11 +212,7 @@ def saved(live, tmp_path_factory) -> Path:
 
     seed(mlflow.MlflowClient(live.tracking_uri), "saved-once")
     snapshot = tmp_path_factory.mktemp("saved") / "snapshot"
-    env = cli_env(
-        MLFLOW_TRACKING_URI=live.tracking_uri,
-        MLFLOW_STATE_DATABASE=live.backend_uri,
-        MLFLOW_STATE_ARTIFACTS=str(live.artifacts_dir),
-    )
+    env = cli_env(**live.state_env())
     args = ("state", "save", "--dir", str(snapshot), "--branch", "main")
     done = run_cli(*args, cwd=snapshot.parent, env=env, module="ci")
     assert done.returncode == 0, done.stderr
@@ -355,9 +346,6 @@ def older_schema_snapshot(folder: Path, live: NativeStack) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.filterwarnings(
-    "ignore:The ``noload`` loader strategy is deprecated"
-)  # MLflow's models
 def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
     tmp_path, capsys, native_stores, mlflow_client, live
 ):

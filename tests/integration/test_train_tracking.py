@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-import warnings
 
 import numpy as np
 import pytest
@@ -151,10 +150,7 @@ def test_the_default_is_the_embedded_store_in_the_working_directory(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "MLflow tracking URI: sqlite:///mlflow.db (embedded default)" in done.stderr
     record = read_json(tmp_path / "outputs/run.json")
-    with warnings.catch_warnings():  # MLflow's SQL store uses a loader SQLAlchemy deprecates
-        warnings.simplefilter("ignore", DeprecationWarning)
-        store = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-        run = store.get_run(record["run_id"])
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(record["run_id"])
     assert (run.data.params["model"], len(run.inputs.dataset_inputs)) == ("logistic_regression", 2)
     assert list((tmp_path / "mlruns").rglob("MLmodel"))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
 import pytest
 
@@ -113,11 +112,7 @@ def raise_the_floor_in_mains_snapshot(story, tmp_path, metric: str, floor: float
     stores = NativeStack(tmp_path / "edit")
     stores.create_database(template=migrated_template(stores.admin_dsn))
     try:
-        env = cli_env(
-            MLFLOW_TRACKING_URI=stores.backend_uri,
-            MLFLOW_STATE_DATABASE=stores.backend_uri,
-            MLFLOW_STATE_ARTIFACTS=str(stores.artifacts_dir),
-        )
+        env = cli_env(**stores.state_env(tracking_uri=stores.backend_uri))
 
         def state(action: str, folder) -> None:
             args = ("state", action, "--dir", str(folder), "--branch", "main")
@@ -126,10 +121,8 @@ def raise_the_floor_in_mains_snapshot(story, tmp_path, metric: str, floor: float
 
         state("restore", newest)
         spec = json.dumps({"threshold": floor, "greater_is_better": True})
-        with warnings.catch_warnings():  # MLflow's SQL store uses a loader SQLAlchemy deprecates
-            warnings.simplefilter("ignore", DeprecationWarning)
-            client = mlflow.MlflowClient(stores.backend_uri)
-            client.set_registered_model_tag("pokemon-battle", f"gate.{metric}", spec)
+        client = mlflow.MlflowClient(stores.backend_uri)
+        client.set_registered_model_tag("pokemon-battle", f"gate.{metric}", spec)
         state("save", tmp_path / "edited")
     finally:
         stores.down()
