@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.specifiers import SpecifierSet
 
 from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, StackError
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_workflow
 from tests.native_stack import (
     MACHINE_FLAGS,
     NativeStack,
@@ -159,3 +161,91 @@ def test_replace_flags_swaps_machine_values_and_keeps_the_rest():
         "--workers=1",
         "--host=127.0.0.1",
     ]
+
+
+# -- one uv and one Python everywhere --------------------------------------------------------
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+PINNED_UV = re.compile(r"""\buv==([\w.]+)|ghcr\.io/astral-sh/uv:([\w.]+)""")
+
+
+def _uv_pins(text: str) -> list[str]:
+    return [pip or image for pip, image in PINNED_UV.findall(text)]
+
+
+def _setup_uv_steps():
+    for path in WORKFLOWS:
+        for job_name, job in load_workflow(path)["jobs"].items():
+            for index, step in enumerate(job.get("steps", [])):
+                if step.get("uses", "").startswith("astral-sh/setup-uv@"):
+                    yield f"{path.name} {job_name} step {index}", step.get("with") or {}
+
+
+def uv_versions() -> dict[str, str | None]:
+    """Each place that chooses uv's version, and the version it chooses (None: unpinned)."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    required = pyproject.get("tool", {}).get("uv", {}).get("required-version")
+    found: dict[str, str | None] = {"pyproject.toml [tool.uv] required-version": required}
+    if required and re.fullmatch(r"==[\w.]+", required):
+        found["pyproject.toml [tool.uv] required-version"] = required.removeprefix("==")
+    for where, with_ in _setup_uv_steps():
+        found[f"{where}: setup-uv `version:`"] = with_.get("version")
+    for path in DOCKERFILES:
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"^RUN .*\buv\b", text, re.M):  # this image installs or runs uv
+            pins = _uv_pins(text)
+            for number, pin in enumerate(pins or [None]):
+                found[f"docker/{path.name} uv pin {number + 1}"] = pin
+    for name in (".ci/run", "README.md"):
+        text = (REPO_ROOT / name).read_text(encoding="utf-8")
+        # Every `pip install … uv`, pinned or not.
+        installs = re.findall(r"pip install[^\n`]*?\s\"?uv(?:==([\w.]+))?\"?(?=[\s`]|$)", text)
+        assert installs, f"{name} no longer installs uv: update this test"
+        for number, pin in enumerate(installs):
+            found[f"{name} `pip install uv` {number + 1}"] = pin or None
+    return found
+
+
+def test_one_uv_version_everywhere():
+    found = uv_versions()
+    expected = found["pyproject.toml [tool.uv] required-version"]
+    assert expected and re.fullmatch(r"\d+\.\d+\.\d+", expected), (
+        f'pyproject.toml needs [tool.uv] required-version = "==X.Y.Z", has {expected!r}'
+    )
+    disagree = {where: pin for where, pin in found.items() if pin != expected}
+    assert not disagree, f"uv {expected} (pyproject.toml), but: {disagree}"
+    assert any("setup-uv" in where for where in found)
+    assert any(where.startswith("docker/") for where in found)
+
+
+def test_one_python_everywhere():
+    path = REPO_ROOT / ".python-version"
+    assert path.is_file(), ".python-version is missing: uv would use whichever Python it finds"
+    python = path.read_text(encoding="utf-8").strip()
+    assert re.fullmatch(r"3\.\d+", python), f".python-version: a minor version, not {python!r}"
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    found: dict[str, str | None] = {}
+    requires = SpecifierSet(pyproject["project"]["requires-python"])
+    found["pyproject.toml requires-python"] = python if python in requires else str(requires)
+    target = pyproject["tool"]["ruff"]["target-version"]
+    found["pyproject.toml [tool.ruff] target-version"] = f"{target[2]}.{target[3:]}"
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text(encoding="utf-8")
+        for base in re.findall(r"^FROM python:(\d+\.\d+)", text, re.M) or [None]:
+            found[f"docker/{dockerfile.name} base image"] = base
+        if "uv sync" in text:  # uv in the image reads the same file (and may not download)
+            copies = re.findall(r"^COPY (.*)", text, re.M)
+            copied = any(".python-version" in line.split() for line in copies)
+            found[f"docker/{dockerfile.name} COPY .python-version"] = python if copied else None
+            no_downloads = re.search(r"\bUV_PYTHON_DOWNLOADS=never\b", text)
+            found[f"docker/{dockerfile.name} UV_PYTHON_DOWNLOADS=never"] = (
+                python if no_downloads else None
+            )
+    # The workflows' uv reads .python-version: nothing may choose another interpreter.
+    for where, with_ in _setup_uv_steps():
+        found[f"{where}: setup-uv `python-version:`"] = with_.get("python-version", python)
+    for workflow in WORKFLOWS:
+        text = workflow.read_text(encoding="utf-8")
+        if "UV_PYTHON:" in text or "actions/setup-python@" in text:
+            found[f"{workflow.name} UV_PYTHON or setup-python"] = None
+    disagree = {where: value for where, value in found.items() if value != python}
+    assert not disagree, f"Python {python} (.python-version), but: {disagree}"
