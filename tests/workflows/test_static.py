@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, load_workflow
+from tests.workflows.expressions import Evaluator, condition, standard_functions
 
 GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
@@ -150,3 +151,42 @@ def test_the_comment_job_never_runs_pull_request_code():
     runs = [step["run"] for step in job["steps"] if "run" in step]
     assert runs == ['python3 -m ci comment --artifact-dir "$REPORT_DIR" --head-sha "$HEAD_SHA"']
     assert not any("uv " in run or "pip " in run for run in runs)  # nothing installed
+
+
+def _jobs_that_run(workflow: dict, event_name: str, head_repository: str) -> list[str]:
+    """The jobs whose ``if:`` lets an event of octo/battles through (the harness's evaluator)."""
+    github = {
+        "event_name": event_name,
+        "repository": "octo/battles",
+        "ref": "refs/heads/feature",
+        "event": {"repository": {"default_branch": "main"}},
+    }
+    if event_name == "pull_request":
+        github["event"]["pull_request"] = {"head": {"repo": {"full_name": head_repository}}}
+        github["ref"] = "refs/pull/7/merge"
+    evaluator = Evaluator(
+        {"github": github, "inputs": {}, "vars": {}}, standard_functions(lambda: "success")
+    )
+    return [
+        name
+        for name, job in workflow["jobs"].items()
+        if condition(job.get("if", "success()"), evaluator)
+    ]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_one_run_per_commit(path):
+    """A pushed tag runs nothing, and a pull request from this repository runs no job (its
+    commits ran on push); one from a fork does."""
+    workflow = load_workflow(path)
+    triggers = workflow["on"]
+    if "push" in triggers:
+        push = triggers["push"] or {}
+        # Only a branch filter: GitHub then never runs the workflow for tags.
+        assert {"branches", "branches-ignore"} & set(push), f"{path.name}: a bare push runs on tags"
+        assert not {"tags", "tags-ignore"} & set(push), f"{path.name} runs on tags"
+        assert _jobs_that_run(workflow, "push", "")
+    if "pull_request" in triggers:
+        same_repository = _jobs_that_run(workflow, "pull_request", "octo/battles")
+        assert not same_repository, f"{path.name}: {same_repository} run twice on a same-repo PR"
+        assert _jobs_that_run(workflow, "pull_request", "someone/battles"), "forks never tested"
