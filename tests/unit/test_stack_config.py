@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, StackError
+from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, StackError
 from tests.conftest import REPO_ROOT, load_workflow
 from tests.native_stack import (
     MACHINE_FLAGS,
@@ -249,3 +252,133 @@ def test_one_python_everywhere():
             found[f"{workflow.name} UV_PYTHON or setup-python"] = None
     disagree = {where: value for where, value in found.items() if value != python}
     assert not disagree, f"Python {python} (.python-version), but: {disagree}"
+
+
+# -- each image built once, and there whenever a service needs it ----------------------------
+# Options that take a value, before and after the subcommand (docker compose up/run --help).
+VALUE_OPTIONS = {
+    *("-f", "--file", "-p", "--project-name", "--profile", "--env-file", "--project-directory"),
+    *("--wait-timeout", "-t", "--timeout", "--scale", "--pull", "--exit-code-from"),
+    *("--attach", "--no-attach", "-e", "--env", "-u", "--user", "-w", "--workdir", "--name"),
+    *("--entrypoint", "-v", "--volume", "-l", "--label", "--publish"),
+}
+
+
+@dataclass(frozen=True)
+class ComposeInvocation:
+    """``docker compose [-f F]… [--profile P]… up|run [options] [SERVICE…]``, parsed."""
+
+    text: str
+    files: tuple[Path, ...]
+    profiles: frozenset[str]
+    subcommand: str
+    targets: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str, files: tuple[Path, ...] = ()) -> ComposeInvocation:
+        args, named, profiles, positional, subcommand = shlex.split(text), [], set(), [], ""
+        while args:
+            arg = args.pop(0)
+            if arg in VALUE_OPTIONS:
+                value = args.pop(0)
+                if not subcommand and arg in ("-f", "--file"):
+                    named.append(REPO_ROOT / value)
+                elif not subcommand and arg == "--profile":
+                    profiles.add(value)
+            elif arg.startswith("-"):
+                continue
+            elif not subcommand:
+                subcommand = arg
+            else:
+                positional.append(arg)
+        # `run SERVICE COMMAND…` starts one service; `up SERVICE…` those named.
+        targets = positional[:1] if subcommand == "run" else positional
+        return cls(text, tuple(named) or files, frozenset(profiles), subcommand, tuple(targets))
+
+    def started(self, services: dict[str, dict]) -> set[str]:
+        """The services compose creates: those named (else every one whose profile is active)
+        and, transitively, what they depend on."""
+        chosen = set(self.targets) or {
+            name
+            for name, service in services.items()
+            if not service.get("profiles") or self.profiles & set(service["profiles"])
+        }
+        pending = list(chosen)
+        while pending:
+            for dependency in services[pending.pop()].get("depends_on") or ():
+                if dependency not in chosen:
+                    chosen.add(dependency)
+                    pending.append(dependency)
+        return chosen
+
+
+def merged_services(files: Sequence[Path]) -> dict[str, dict]:
+    """The services as ``docker compose -f a -f b`` sees them (each key of a later file wins:
+    enough for build, image, pull_policy, profiles and depends_on)."""
+    services: dict[str, dict] = {}
+    for path in files:
+        for name, service in yaml.safe_load(path.read_text(encoding="utf-8"))["services"].items():
+            services.setdefault(name, {}).update(service)
+    return services
+
+
+class RecordingExecutor:
+    def __init__(self) -> None:
+        self.subcommands: list[str] = []
+
+    def execute(self, subcommand: str, env: dict, success_codes: tuple[int, ...] = (0,)) -> bytes:
+        self.subcommands.append(subcommand)
+        return b""
+
+
+def stack_invocations() -> list[ComposeInvocation]:
+    """Every ``up`` ci/stack.py runs (stack-up, predictor-up; with and without the auth
+    file), and every ``up``/``run`` the README and the compose files' comments document."""
+    invocations = []
+    for files in ((COMPOSE_FILE,), (COMPOSE_FILE, AUTH_COMPOSE_FILE)):
+        recorder = RecordingExecutor()
+        stack = DockerStack("pins", compose_files=files, executor=recorder)
+        stack.up()
+        stack.start_predictor()
+        invocations += [ComposeInvocation.parse(text, files) for text in recorder.subcommands]
+    for path in (REPO_ROOT / "README.md", *COMPOSE_FILES):
+        for text in re.findall(r"docker compose((?: +[^\s`#]+)+)", path.read_text()):
+            invocations.append(ComposeInvocation.parse(text, (COMPOSE_FILE,)))
+    started = [i for i in invocations if i.subcommand in ("up", "run")]
+    assert len(started) >= 8, [i.text for i in invocations]
+    return started
+
+
+@pytest.mark.parametrize(
+    "files", [(COMPOSE_FILE,), (COMPOSE_FILE, AUTH_COMPOSE_FILE)], ids=["base", "auth"]
+)
+def test_each_image_is_built_by_one_service(files):
+    """Two services building one tag race in Bake ("image … already exists") on every first
+    build, and a fresh runner only has first builds."""
+    builders: dict[str, list[str]] = {}
+    for name, service in merged_services(files).items():
+        if "build" in service:
+            builders.setdefault(service.get("image", f"{name} (no image:)"), []).append(name)
+    shared = {image: names for image, names in builders.items() if len(names) > 1}
+    assert not shared, f"built by more than one service: {shared}"
+
+
+def test_a_service_using_a_built_image_starts_with_its_builder():
+    """A service that only names an image another service builds never pulls it, and every
+    ``up``/``run`` that starts it also starts (so builds first) the builder."""
+    checked = 0
+    for invocation in stack_invocations():
+        services = merged_services(invocation.files)
+        builder = {s["image"]: n for n, s in services.items() if "build" in s and "image" in s}
+        started = invocation.started(services)
+        for name in started:
+            service = services[name]
+            if "build" in service or service.get("image") not in builder:
+                continue
+            assert service.get("pull_policy") == "never", f"{name} would pull {service['image']}"
+            assert builder[service["image"]] in started, (
+                f"`{invocation.text.strip()}` starts {name} but not {builder[service['image']]}, "
+                f"which builds {service['image']}"
+            )
+            checked += 1
+    assert checked, "no service uses an image another one builds: update this test"
