@@ -205,6 +205,10 @@ def uv_versions() -> dict[str, str | None]:
         assert installs, f"{name} no longer installs uv: update this test"
         for number, pin in enumerate(installs):
             found[f"{name} `pip install uv` {number + 1}"] = pin or None
+    # The README's prose ("uv 0.13.9", "[uv](…) 0.13.9").
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for number, said in enumerate(re.findall(r"\buv(?:\]\([^)]*\))? (\d+\.\d+\.\d+)", readme)):
+        found[f"README.md says uv {number + 1}"] = said
     return found
 
 
