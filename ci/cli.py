@@ -257,7 +257,7 @@ def _workflow_step_parsers(add) -> None:
         "start the compose stack (workflow step)",
         "Writes .env with a fresh PostgreSQL password (masked), runs docker compose up --build "
         "--wait (naming the failed service and its logs on failure) and exports "
-        "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to $GITHUB_ENV.",
+        "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to $GITHUB_ENV ($MLFLOW_PORT moves the port).",
         parents=(),
     )
     add("stack-down", "stop the compose stack and delete its volumes (workflow step)", parents=())
@@ -265,7 +265,8 @@ def _workflow_step_parsers(add) -> None:
         "predictor-up",
         "start the compose stack's predictor service (workflow step)",
         "docker compose --profile serve up --wait predictor: serves the champion from the "
-        "stack's MLflow; exports PREDICTOR_URL=http://127.0.0.1:8000 to $GITHUB_ENV.",
+        "stack's MLflow; exports PREDICTOR_URL=http://127.0.0.1:8000 to $GITHUB_ENV "
+        "($PREDICTOR_PORT moves the port).",
         parents=(),
     )
     info = add(

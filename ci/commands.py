@@ -247,19 +247,18 @@ def run_stack_up(args: argparse.Namespace) -> int:
     from ci.stack import write_env_file
 
     write_env_file(Path(".env"))
-    _on_compose_stack("up")
-    append_github_file("GITHUB_ENV", "MLFLOW_TRACKING_URI=http://127.0.0.1:5000", os.environ)
-    print("stack up: MLflow at http://127.0.0.1:5000")
+    stack = _on_compose_stack("up")
+    append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={stack.tracking_uri}", os.environ)
+    print(f"stack up: MLflow at {stack.tracking_uri}")
     return 0
 
 
 def run_predictor_up(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
-    from ci.stack import PREDICTOR_URL
 
-    _on_compose_stack("start_predictor")
-    append_github_file("GITHUB_ENV", f"PREDICTOR_URL={PREDICTOR_URL}", os.environ)
-    print(f"predictor up: {PREDICTOR_URL}")
+    stack = _on_compose_stack("start_predictor")
+    append_github_file("GITHUB_ENV", f"PREDICTOR_URL={stack.predictor_url}", os.environ)
+    print(f"predictor up: {stack.predictor_url}")
     return 0
 
 
@@ -268,14 +267,28 @@ def run_stack_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_compose_stack(step: str) -> None:
-    """``step`` (a DockerStack method) on the project's compose stack; a failure is exit 1."""
-    from ci.stack import COMPOSE_PROJECT, DockerStack, StackError
+def _on_compose_stack(step: str):
+    """``step`` (a DockerStack method) on the project's compose stack, published on the ports
+    ``$MLFLOW_PORT`` / ``$PREDICTOR_PORT`` name (5000 / 8000 by default); a failure is exit 1."""
+    from ci.stack import (
+        COMPOSE_PROJECT,
+        MLFLOW_PORT,
+        PREDICTOR_PORT,
+        DockerStack,
+        StackError,
+        published_port,
+    )
 
     try:
-        getattr(DockerStack(COMPOSE_PROJECT, port=5000), step)()
+        stack = DockerStack(
+            COMPOSE_PROJECT,
+            port=published_port(os.environ, MLFLOW_PORT),
+            predictor_port=published_port(os.environ, PREDICTOR_PORT),
+        )
+        getattr(stack, step)()
     except StackError as error:
         raise Failure(str(error)) from None
+    return stack
 
 
 def run_build_info(args: argparse.Namespace) -> int:

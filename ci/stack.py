@@ -24,7 +24,9 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 AUTH_COMPOSE_FILE = REPO_ROOT / "docker-compose.auth.yml"
 COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
 SERVE_PROFILE = "serve"  # the compose profile of the predictor service
-PREDICTOR_URL = "http://127.0.0.1:8000"  # where compose publishes it by default
+# Where compose publishes the two services on the host: the compose file's own variables, so a
+# runner whose 5000 or 8000 is taken (or two stacks on one machine) can move them.
+MLFLOW_PORT, PREDICTOR_PORT = ("MLFLOW_PORT", 5000), ("PREDICTOR_PORT", 8000)
 HEALTH_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 30
 
@@ -47,6 +49,15 @@ def wait_healthy(
             return True
         time.sleep(0.2)
     return False
+
+
+def published_port(env: Mapping[str, str], variable: tuple[str, int]) -> int:
+    """The host port compose publishes a service on: ``$NAME`` when set, else the default."""
+    name, default = variable
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65_535:
+        raise StackError(f"{name}={raw!r} is not a port (1 to 65,535)")
+    return int(raw)
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -73,11 +84,16 @@ class DockerStack:
     compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
     port: int = field(default_factory=free_port)
     executor: Any = None  # runs compose subcommands; default ComposeCLI
+    predictor_port: int = PREDICTOR_PORT[1]
     kind = "docker compose"
 
     @property
     def tracking_uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def predictor_url(self) -> str:
+        return f"http://127.0.0.1:{self.predictor_port}"
 
     def up(self) -> DockerStack:
         """``up --build --wait``; on failure, name the failed services and show their logs."""
@@ -139,9 +155,8 @@ class DockerStack:
 
     def _compose(self, subcommand: str, success_codes: tuple[int, ...] = (0,)) -> bytes:
         executor = self.executor or ComposeCLI(self.compose_files, self.project)
-        return executor.execute(
-            subcommand, self.env | {"MLFLOW_PORT": str(self.port)}, success_codes
-        )
+        ports = {MLFLOW_PORT[0]: str(self.port), PREDICTOR_PORT[0]: str(self.predictor_port)}
+        return executor.execute(subcommand, self.env | ports, success_codes)
 
 
 class ComposeFailed(RuntimeError):

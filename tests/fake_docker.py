@@ -1,81 +1,205 @@
-"""A ``docker compose`` stand-in for the commands ``ci state`` runs, backed by a native stack.
+"""A ``docker`` stand-in for the compose commands the CI runs, backed by native processes.
 
-No Docker engine exists here, so the compose path of ``ci state`` is executed against the native
-stack through this script (installed as ``docker`` on PATH by tests/state_support.py):
+No Docker engine exists here, so ``ci stack-up``, ``predictor-up``, ``stack-down`` and the
+compose path of ``ci state`` run against this script, installed as ``docker`` on PATH. Like the
+real client it talks to an "engine" that outlives it: a folder (``FAKE_DOCKER_HOME``) holding one
+JSON record per compose project, naming its database, ports and the processes started for it.
 
+- ``compose … up --build --wait [predictor]``: the postgres service is a database of its own on
+  the machine's PostgreSQL (a copy of ``FAKE_DOCKER_TEMPLATE``, already migrated: the
+  mlflow-migrate service's work), the mlflow service ``mlflow server`` with the compose file's
+  flags on ``MLFLOW_PORT``, the predictor the compose file's command on ``PREDICTOR_PORT``;
+  ``--wait`` waits for ``/health`` as the services' health checks do.
+- ``compose … down -v``: stops the project's processes and drops its database.
 - ``exec -T postgres <tool> -U mlflow --dbname=<db> …`` runs the PostgreSQL tool on the host
-  against the stack's database (``mlflow`` is the stack's own database, other names as given);
+  against the project's database (``mlflow`` is the stack's own database, other names as given);
 - ``run --rm --no-deps -T mlflow-migrate sh -c <script>`` runs the script with the service's
-  ``MLFLOW_BACKEND_STORE_URI`` and this environment's ``mlflow``;
+  ``MLFLOW_BACKEND_STORE_URI`` and an ``mlflow`` on PATH;
 - ``cp [--archive] <src> <dest>`` copies into or out of the ``mlflow`` service's
-  ``/mlartifacts`` (the stack's artifact folder) with Docker's ownership rules: into a container,
-  files keep a foreign owner (root here) unless ``--archive`` makes them the container user's
-  (docker/cli#6870); out of a container, they belong to the caller.
+  ``/mlartifacts`` with Docker's ownership rules: into a container, files keep a foreign owner
+  (root) unless ``--archive`` makes them the container user's (docker/cli#6870); out of a
+  container, they belong to the caller. Changing an owner is root's work: the engine is root on
+  a runner; here it goes through ``sudo`` when the caller is not root.
 
-Configured by FAKE_DOCKER_PG (server URL without a database), FAKE_DOCKER_DB (the stack's
-database), FAKE_DOCKER_ARTIFACTS (its artifact folder), FAKE_DOCKER_UID (the image's user) and
-FAKE_DOCKER_MLFLOW (the mlflow executable).
+It runs with the environment the images are built from (this repository's locked packages),
+through an interpreter every user may execute, whoever calls it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ARTIFACT_ROOT = "mlflow:/mlartifacts"
 IMAGE_UID = 10001  # the user docker/Dockerfile.mlflow runs the server as
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def install(bin_dir: Path) -> Path:
-    """Put a ``docker`` that runs this script into ``bin_dir``; returns the folder."""
+def install(bin_dir: Path, interpreter: str, packages: str) -> Path:
+    """Put ``docker`` (this script) and ``mlflow`` (for the migrate service's scripts) into
+    ``bin_dir``, both run by ``interpreter`` with ``packages`` and this repository importable."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    script = bin_dir / "docker"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" "$@"\n')
-    script.chmod(0o755)
+    path = f"{packages}{os.pathsep}{REPO_ROOT}"
+    for name, module in (("docker", "tests.fake_docker"), ("mlflow", "mlflow")):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nPYTHONPATH="{path}" exec "{interpreter}" -m {module} "$@"\n')
+        script.chmod(0o755)
     return bin_dir
 
 
-def environment(backend_uri: str, artifacts: Path) -> dict[str, str]:
-    """The variables that point the stand-in at a native stack (its database URL, folder)."""
-    base, database = backend_uri.rsplit("/", 1)
-    return {
-        "FAKE_DOCKER_PG": base,
-        "FAKE_DOCKER_DB": database,
-        "FAKE_DOCKER_ARTIFACTS": str(artifacts),
-        "FAKE_DOCKER_UID": str(IMAGE_UID),
-        "FAKE_DOCKER_MLFLOW": str(Path(sys.executable).parent / "mlflow"),
-    }
+def register(home: Path, project: str, record: dict) -> None:
+    """Describe a running project to the engine (for stacks the tests started themselves)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / f"{project}.json").write_text(json.dumps(record))
 
 
 def main(argv: list[str]) -> int:
-    args = _strip_project(argv)
+    project, args = _compose_args(argv)
     command, rest = args[0], args[1:]
-    if command == "exec":
-        return _exec(rest)
-    if command == "run":
-        return _run(rest)
-    if command == "cp":
-        return _cp(rest)
-    print(f"fake docker: unsupported command {' '.join(argv)}", file=sys.stderr)
+    handlers = {"up": _up, "down": _down, "exec": _exec, "run": _run, "cp": _cp}
+    if command not in handlers:
+        print(f"fake docker: unsupported command {' '.join(argv)}", file=sys.stderr)
+        return 1
+    return handlers[command](project, rest)
+
+
+def _compose_args(argv: list[str]) -> tuple[str, list[str]]:
+    """``compose -f a -f b -p name [--profile p] <subcommand> …`` → (name, [subcommand, …])."""
+    args = argv[1:] if argv[:1] == ["compose"] else argv
+    project = "default"
+    while args and args[0] in ("-f", "-p", "--profile"):
+        if args[0] == "-p":
+            project = args[1]
+        args = args[2:]
+    return project, args
+
+
+def _home() -> Path:
+    return Path(os.environ["FAKE_DOCKER_HOME"])
+
+
+def _record(project: str) -> dict:
+    path = _home() / f"{project}.json"
+    if not path.exists():
+        raise SystemExit(f"no such project: {project} (is the stack up?)")
+    return json.loads(path.read_text())
+
+
+# -- compose up / down -----------------------------------------------------------------------
+def _up(project: str, args: list[str]) -> int:
+    from tests.native_stack import NativeStack, predictor_command
+
+    services = [a for a in args if not a.startswith("-") and not a.isdigit()]
+    if "predictor" in services:
+        record = _record(project)
+        port = int(os.environ.get("PREDICTOR_PORT", "8000"))
+        command = predictor_command(f"http://127.0.0.1:{record['port']}", port)
+        pid = _spawn(command, Path(record["workdir"]) / "predictor.log")
+        record["pids"].append(pid)
+        register(_home(), project, record)
+        return _wait("predictor", f"http://127.0.0.1:{port}", pid, Path(record["workdir"]))
+    workdir = _home() / project
+    stack = NativeStack(workdir, port=int(os.environ.get("MLFLOW_PORT", "5000")))
+    stack.create_database(template=os.environ["FAKE_DOCKER_TEMPLATE"])
+    spec = stack.server_spec()
+    pid = _spawn(spec.command, stack.log_path, spec.environment)
+    register(
+        _home(),
+        project,
+        {
+            "database": stack.backend_uri,
+            "port": stack.port,
+            "artifacts": str(stack.artifacts_dir),
+            "workdir": str(workdir),
+            "uid": os.geteuid(),
+            "pids": [pid],
+        },
+    )
+    return _wait("mlflow", stack.tracking_uri, pid, workdir)
+
+
+def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start a service's process in a session of its own, so it outlives this command."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment | (env or {}),
+            cwd=log.parent,
+            start_new_session=True,
+        )
+    return process.pid
+
+
+def _wait(service: str, url: str, pid: int, workdir: Path) -> int:
+    """``--wait``: the service's health check passes, or the command fails as compose does."""
+    from machine_learning.tracking import server_is_healthy
+
+    deadline = time.monotonic() + float(os.environ.get("FAKE_DOCKER_WAIT_S", "120"))
+    while time.monotonic() < deadline:
+        if server_is_healthy(url):
+            return 0
+        if not _alive(pid):
+            break
+        time.sleep(0.2)
+    log = workdir / ("predictor.log" if service == "predictor" else "mlflow-server.log")
+    tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+    print(f"{tail}\ndependency failed to start: container {service} is unhealthy", file=sys.stderr)
     return 1
 
 
-def _strip_project(argv: list[str]) -> list[str]:
-    """``compose -f a -f b -p name <subcommand> …`` → ``<subcommand> …``."""
-    args = argv[1:] if argv[:1] == ["compose"] else argv
-    while args and args[0] in ("-f", "-p"):
-        args = args[2:]
-    return args
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by an earlier command)
+        waited = 0
+    if waited:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
-def _exec(args: list[str]) -> int:
+def _down(project: str, args: list[str]) -> int:
+    path = _home() / f"{project}.json"
+    if not path.exists():
+        return 0
+    stop_project(json.loads(path.read_text()))
+    path.unlink()
+    return 0
+
+
+def stop_project(record: dict) -> None:
+    """Kill the project's processes and drop its database (``down -v``)."""
+    import psycopg
+
+    for pid in record["pids"]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+            os.killpg(pid, signal.SIGKILL)
+    base, database = record["database"].rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# -- exec / run / cp -------------------------------------------------------------------------
+def _exec(project: str, args: list[str]) -> int:
     args = [a for a in args if a != "-T"]
     service, tool = args[0], args[1:]
     if service != "postgres":
         return 1
+    base, own = _record(project)["database"].rsplit("/", 1)
     out, skip = [], False
     for arg in tool:
         if skip:
@@ -84,45 +208,52 @@ def _exec(args: list[str]) -> int:
             skip = True
         elif arg.startswith("--dbname="):
             name = arg.split("=", 1)[1]
-            name = os.environ["FAKE_DOCKER_DB"] if name == "mlflow" else name
-            out.append(f"--dbname={os.environ['FAKE_DOCKER_PG']}/{name}")
+            out.append(f"--dbname={base}/{own if name == 'mlflow' else name}")
         else:
             out.append(arg)
     return subprocess.run(out, check=False).returncode
 
 
-def _run(args: list[str]) -> int:
+def _run(project: str, args: list[str]) -> int:
     args = [a for a in args if a not in ("--rm", "--no-deps", "-T")]
     if args[0] != "mlflow-migrate":
         return 1
-    mlflow_bin = str(Path(os.environ["FAKE_DOCKER_MLFLOW"]).parent)
-    database = f"{os.environ['FAKE_DOCKER_PG']}/{os.environ['FAKE_DOCKER_DB']}"
+    here = str(Path(sys.argv[0]).parent) if Path(sys.argv[0]).name == "docker" else ""
+    bin_dir = os.environ.get("FAKE_DOCKER_BIN", here)
     env = os.environ | {
-        "MLFLOW_BACKEND_STORE_URI": database,
-        "PATH": f"{mlflow_bin}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_BACKEND_STORE_URI": _record(project)["database"],
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     return subprocess.run(args[1:], env=env, check=False).returncode
 
 
-def _cp(args: list[str]) -> int:
+def _cp(project: str, args: list[str]) -> int:
     archive = "--archive" in args or "-a" in args
     source, dest = [a for a in args if a not in ("--archive", "-a")]
+    record = _record(project)
     if dest.startswith(ARTIFACT_ROOT):
-        target = _local(dest)
-        copied = _copy(source, target)
-        owner = int(os.environ["FAKE_DOCKER_UID"]) if archive else 0
-        for path in copied:
-            os.chown(path, owner, owner, follow_symlinks=False)
+        copied = _copy(source, _local(record, dest))
+        owner = record["uid"] if archive else 0
+        _chown(copied, owner)
         return 0
     if source.startswith(ARTIFACT_ROOT):
-        _copy(str(_local(source)), Path(dest))
+        _copy(str(_local(record, source)), Path(dest))
         return 0
     return 1
 
 
-def _local(container_path: str) -> Path:
+def _chown(paths: list[Path], owner: int) -> None:
+    """The engine's ownership change: root's work, through sudo for anyone else."""
+    if not paths or all(p.lstat().st_uid == owner for p in paths):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    command = [*sudo, "chown", "--no-dereference", f"{owner}:{owner}", *map(str, paths)]
+    subprocess.run(command, check=True)
+
+
+def _local(record: dict, container_path: str) -> Path:
     relative = container_path[len(ARTIFACT_ROOT) :].lstrip("/")
-    return Path(os.environ["FAKE_DOCKER_ARTIFACTS"]) / relative
+    return Path(record["artifacts"]) / relative
 
 
 def _copy(source: str, target: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,6 +42,9 @@ class FakeGitHub:
     comments: dict[int, dict] = field(default_factory=dict)
     pull_commits: dict[int, list[str]] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)  # run id -> name: zip
+    deployments: list[dict] = field(default_factory=list)  # newest last
+    # Where the upload-artifact stand-in leaves a run's zips (<run id>/<name>.zip), if anywhere.
+    artifact_dir: Path | None = None
     requests: list[Recorded] = field(default_factory=list)
     failures: deque = field(default_factory=deque)  # (status, headers, body) answered next
     # method -> (status, headers, body) answered instead of the real answer of the next request
@@ -84,12 +88,17 @@ class FakeGitHub:
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
     ) -> tuple[int, dict[str, str], Any]:
         self.requests.append(Recorded(method, path, query, headers, body))
+        if method == "GET" and (blob := re.fullmatch(r"/_blobs/(\d+)", path)):
+            return self._blob(int(blob.group(1)))  # a signed storage URL: no token
         if self.failures:
             return self.failures.popleft()
-        credential = headers.get("authorization", "")
-        if credential == f"Bearer {self.read_only_token}" and method != "GET":
+        # GitHub takes a token as "Bearer <token>" or "token <token>" (Octokit's form).
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            credential = ""
+        if credential == self.read_only_token and method != "GET":
             return 403, {}, {"message": "Resource not accessible by integration"}
-        if credential not in (f"Bearer {self.token}", f"Bearer {self.read_only_token}"):
+        if credential not in (self.token, self.read_only_token):
             return 401, {}, {"message": "Bad credentials"}
         repo = re.escape(self.repository)
         routes = [
@@ -101,6 +110,10 @@ class FakeGitHub:
             ("DELETE", rf"/repos/{repo}/issues/comments/(\d+)", self._delete_comment),
             ("GET", rf"/repos/{repo}/actions/runs/(\d+)/artifacts", self._list_artifacts),
             ("GET", rf"/repos/{repo}/actions/artifacts/(\d+)/zip", self._download_artifact),
+            ("GET", rf"/repos/{repo}/actions/artifacts()", self._all_artifacts),
+            ("GET", rf"/repos/{repo}/deployments()", self._list_deployments),
+            ("POST", rf"/repos/{repo}/deployments()", self._create_deployment),
+            ("POST", rf"/repos/{repo}/deployments/(\d+)/statuses", self._deployment_status),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -158,19 +171,100 @@ class FakeGitHub:
             return 404, {}, {"message": "Not Found"}
         return 204, {}, b""
 
+    def _all_artifacts(self, _, query, body):
+        """The repository's artifacts, newest first, each with the run that uploaded it."""
+        stored = {int(p.name) for p in self.artifact_dir.iterdir()} if self.artifact_dir else set()
+        items = []
+        for run_id in sorted(stored | set(self.artifacts), reverse=True):
+            _, _, listed = self._list_artifacts(str(run_id), query, body)
+            meta = self._run_meta(run_id)
+            items += [item | {"workflow_run": meta} for item in listed["artifacts"]]
+        return self._page(items, query, "artifacts")
+
+    def _run_meta(self, run_id: int) -> dict:
+        """What the upload stand-in recorded of the run beside its zips (branch, commit)."""
+        meta = {"id": run_id}
+        recorded = self.artifact_dir / str(run_id) / "run.json" if self.artifact_dir else None
+        if recorded is not None and recorded.is_file():
+            meta |= json.loads(recorded.read_text())
+        return meta
+
+    def _page(self, items: list, query: dict, key: str) -> tuple[int, dict, dict]:
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        return 200, {}, {"total_count": len(items), key: chunk}
+
+    def _list_deployments(self, _, query, body):
+        found = [
+            d
+            for d in reversed(self.deployments)
+            if query.get("environment") in (None, d["environment"])
+        ]
+        per_page, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+        return 200, {}, found[(page - 1) * per_page : page * per_page]
+
+    def _create_deployment(self, _, query, body):
+        if not isinstance(body, dict) or "ref" not in body:
+            return 422, {}, {"message": "Invalid request: ref is required"}
+        self._next_id += 1
+        deployment = {
+            "id": self._next_id,
+            "sha": body["ref"],
+            "environment": body.get("environment", "production"),
+            "description": body.get("description"),
+            "payload": body.get("payload", {}),
+            "created_at": f"2026-12-01T00:00:{len(self.deployments):02d}Z",
+            "url": f"{self.url}/repos/{self.repository}/deployments/{self._next_id}",
+            "statuses": [],
+        }
+        self.deployments.append(deployment)
+        return 201, {}, deployment
+
+    def _deployment_status(self, deployment_id, query, body):
+        for deployment in self.deployments:
+            if deployment["id"] == int(deployment_id):
+                deployment["statuses"].append(body)
+                return 201, {}, {"state": body.get("state")}
+        return 404, {}, {"message": "Not Found"}
+
+    def run_artifacts(self, run_id: int) -> dict[str, bytes]:
+        """A run's artifacts: given to this object, or uploaded by the stand-in action."""
+        found = dict(self.artifacts.get(run_id, {}))
+        if self.artifact_dir is not None:
+            folder = self.artifact_dir / str(run_id)
+            found |= {p.stem: p.read_bytes() for p in folder.glob("*.zip")}
+        return found
+
     def _list_artifacts(self, run_id, query, body):
         items = [
-            {"id": int(run_id) * 100 + i, "name": name, "expired": False}
-            for i, name in enumerate(sorted(self.artifacts.get(int(run_id), {})))
+            {
+                "id": int(run_id) * 100 + i,
+                "name": name,
+                "size_in_bytes": len(data),
+                "expired": False,
+                "created_at": "2026-12-01T00:00:00Z",
+            }
+            for i, (name, data) in enumerate(sorted(self.run_artifacts(int(run_id)).items()))
+            if query.get("name") in (None, name)
         ]
         return 200, {}, {"total_count": len(items), "artifacts": items}
 
     def _download_artifact(self, artifact_id, query, body):
-        run_id, index = divmod(int(artifact_id), 100)
-        names = sorted(self.artifacts.get(run_id, {}))
-        if index >= len(names):
+        """GitHub answers with a redirect to a short-lived storage URL."""
+        if self._artifact(int(artifact_id)) is None:
             return 404, {}, {"message": "Not Found"}
-        return 200, {"Content-Type": "application/zip"}, self.artifacts[run_id][names[index]]
+        return 302, {"Location": f"{self.url}/_blobs/{artifact_id}"}, b""
+
+    def _blob(self, artifact_id: int) -> tuple[int, dict[str, str], Any]:
+        data = self._artifact(artifact_id)
+        if data is None:
+            return 404, {}, {"message": "Not Found"}
+        return 200, {"Content-Type": "application/zip"}, data
+
+    def _artifact(self, artifact_id: int) -> bytes | None:
+        run_id, index = divmod(artifact_id, 100)
+        names = sorted(self.run_artifacts(run_id))
+        return self.run_artifacts(run_id)[names[index]] if index < len(names) else None
 
     # -- server ---------------------------------------------------------------------------
     def start(self) -> FakeGitHub:

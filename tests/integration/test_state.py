@@ -361,16 +361,31 @@ def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
 
 @pytest.fixture
 def compose_stand_in(tmp_path, monkeypatch):
-    """``docker`` on PATH: tests/fake_docker.py, backed by the stack given to ``use``."""
-    bin_dir = fake_docker.install(tmp_path / "docker-bin")
+    """``docker`` on PATH: tests/fake_docker.py, its engine told that the stack given to
+    ``use`` is the compose project (its server runs as the image's user)."""
+    import sysconfig
+
+    from ci.stack import COMPOSE_PROJECT
+    from tests.native_stack import shared_interpreter
+
+    packages = sysconfig.get_paths()["purelib"]
+    bin_dir = fake_docker.install(tmp_path / "docker-bin", shared_interpreter(), packages)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_HOME", str(tmp_path / "engine"))
     monkeypatch.setenv("MLFLOW_STATE_DATABASE", "compose")
     monkeypatch.delenv("MLFLOW_STATE_ARTIFACTS", raising=False)
 
     def use(stack: NativeStack) -> None:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.tracking_uri)
-        for name, value in fake_docker.environment(stack.backend_uri, stack.artifacts_dir).items():
-            monkeypatch.setenv(name, value)
+        record = {
+            "database": stack.backend_uri,
+            "port": stack.port,
+            "artifacts": str(stack.artifacts_dir),
+            "workdir": str(stack.workdir),
+            "uid": stack.user,
+            "pids": [],
+        }
+        fake_docker.register(tmp_path / "engine", COMPOSE_PROJECT, record)
 
     return use
 

@@ -158,7 +158,7 @@ def test_build_info_describes_a_pull_request_build(tmp_path):
 def test_the_password_is_masked_before_anything_can_print_it(tmp_path, docker):
     """Actions masks a value from the line that registers it on: a compose error that echoes
     the password must come after the mask, in the one log stdout and stderr share."""
-    from tests.workflows.harness import leaked_masks
+    from tests.workflows.act import leaked_masks
 
     bin_dir, log = docker
     env = cli_env(

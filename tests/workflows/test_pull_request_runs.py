@@ -4,12 +4,13 @@ sticky comment, a late comment job, same-repo pull_request events and forks (see
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from tests.workflows.harness import Event
-from tests.workflows.story import BRANCH, PR, SHAS, TRAIN, failure_details
+from tests.workflows.act import Event
+from tests.workflows.story import BRANCH, PR, TRAIN, failure_details
+
+FORK_HEAD = "f" * 40  # the fork's commit: not in this repository
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,8 @@ def test_first_push_on_a_pr_bootstraps_and_creates_the_comment(story):
     assert gate["champion"] is None and gate["verdict"] == "pass"
     assert "seeded into" in gate["thresholds_source"]
     assert "### ✅ Gate passed" in result.summary
-    assert list((story.runner.home / "cache").glob("refs_heads_feature_type-chart/mlflow-state-*"))
+    saved = result.step("Save MLflow state to the cache").output
+    assert "Cache saved with key: mlflow-state-" in saved and f"refs/heads/{BRANCH}-101-1" in saved
 
     commented = story.first_comment()
     assert commented.conclusion == "success", failure_details(commented)
@@ -36,11 +38,12 @@ def test_second_push_edits_the_comment_with_a_history_of_two(story):
     result = story.second_push()
     assert result.conclusion == "success", failure_details(result)
     assert "restored the snapshot of feature/type-chart" in result.step("Load MLflow state").output
-    assert story.comment_on(102, SHAS["second"]).conclusion == "success"
+    assert story.comment_on(102, story.shas["second"]).conclusion == "success"
     comments = story.our_comments()
     assert len(comments) == 1
     body = comments[0]["body"]
-    assert f"`{SHAS['second'][:7]}` (this run)" in body and f"`{SHAS['first'][:7]}`" in body
+    first, second = story.shas["first"][:7], story.shas["second"][:7]
+    assert f"`{second}` (this run)" in body and f"`{first}`" in body
     assert story.github.calls("PATCH")
     assert [r.method for r in story.github.requests].count("POST") == 1
 
@@ -48,7 +51,7 @@ def test_second_push_edits_the_comment_with_a_history_of_two(story):
 def test_a_late_comment_job_of_a_superseded_push_is_a_notice_not_a_failure(story):
     story.second_push()  # the PR's head is the second push now; run 101 was the first's
     before = [c["body"] for c in story.our_comments()]
-    late = story.comment_on(101, SHAS["first"])
+    late = story.comment_on(101, story.shas["first"])
     assert late.conclusion == "success", failure_details(late)
     step = late.step("Comment on the pull request")
     assert f"::notice title=No PR comment::PR #{PR} has moved on to" in step.output
@@ -59,26 +62,24 @@ def test_same_repo_pull_request_events_do_not_train_twice(story):
     payload = {
         "pull_request": {
             "number": PR,
-            "head": {"sha": SHAS["second"], "repo": {"full_name": "octo/battles"}},
+            "head": {"sha": "a" * 40, "ref": BRANCH, "repo": {"full_name": "octo/battles"}},
         }
     }
-    event = Event("pull_request", f"refs/pull/{PR}/merge", "a" * 40, 108, payload, head_ref=BRANCH)
+    event = Event("pull_request", f"refs/pull/{PR}/merge", 108, payload)
     assert story.runner.run(TRAIN, "train", event).conclusion == "skipped"
 
 
 def test_fork_pr_comments_only_with_a_genuine_artifact(story):
     runner, github = story.runner, story.github
     fork_pr = 9
-    github.add_pull(fork_pr, SHAS["fork"])
+    github.add_pull(fork_pr, FORK_HEAD)
     payload = {
         "pull_request": {
             "number": fork_pr,
-            "head": {"sha": SHAS["fork"], "repo": {"full_name": "eve/battles"}},
+            "head": {"sha": FORK_HEAD, "ref": "eve-patch", "repo": {"full_name": "eve/battles"}},
         }
     }
-    event = Event(
-        "pull_request", f"refs/pull/{fork_pr}/merge", "b" * 40, 109, payload, head_ref="eve-patch"
-    )
+    event = Event("pull_request", f"refs/pull/{fork_pr}/merge", 109, payload)
     runner.vars["MLFLOW_TRACKING_URI"] = "http://team-server.invalid"  # forks never see it
     try:
         result = runner.run(TRAIN, "train", event)
@@ -88,16 +89,16 @@ def test_fork_pr_comments_only_with_a_genuine_artifact(story):
     assert "pull requests from forks get no repository variables" in result.summary
     assert story.artifact(109, "build.json")["pr_number"] == fork_pr
 
-    forged_dir = runner.home / "artifacts" / "110" / "train-report"
-    shutil.copytree(runner.home / "artifacts" / "109" / "train-report", forged_dir)
-    build = json.loads((forged_dir / "build.json").read_text())
-    (forged_dir / "build.json").write_text(json.dumps(build | {"pr_number": PR}))
+    files = story.report_files(109)
+    build = json.loads(files["build.json"])
+    forged_build = json.dumps(build | {"pr_number": PR}).encode()
+    story.forge_artifact(110, files | {"build.json": forged_build})
     before = [c["body"] for c in story.our_comments()]
-    forged = story.comment_on(110, SHAS["fork"], "pull_request")
+    forged = story.comment_on(110, FORK_HEAD, "pull_request")
     assert forged.conclusion == "failure"
     assert f"PR #{PR}'s head is" in forged.step("Comment on the pull request").output
     assert [c["body"] for c in story.our_comments()] == before
 
-    genuine = story.comment_on(109, SHAS["fork"], "pull_request")
+    genuine = story.comment_on(109, FORK_HEAD, "pull_request")
     assert genuine.conclusion == "success", failure_details(genuine)
     assert len(story.our_comments(fork_pr)) == 1

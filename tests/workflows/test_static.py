@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, load_workflow
-from tests.workflows.expressions import Evaluator, condition, standard_functions
+from tests.workflows.act import Event
 
 GITHUB = REPO_ROOT / ".github"
 WORKFLOWS = sorted((GITHUB / "workflows").glob("*.yml"))
@@ -153,29 +153,22 @@ def test_the_comment_job_never_runs_pull_request_code():
     assert not any("uv " in run or "pip " in run for run in runs)  # nothing installed
 
 
-def _jobs_that_run(workflow: dict, event_name: str, head_repository: str) -> list[str]:
-    """The jobs whose ``if:`` lets an event of octo/battles through (the harness's evaluator)."""
-    github = {
-        "event_name": event_name,
-        "repository": "octo/battles",
-        "ref": "refs/heads/feature",
-        "event": {"repository": {"default_branch": "main"}},
-    }
+def _jobs_that_run(story, path: Path, event_name: str, head_repository: str) -> list[str]:
+    """The jobs act would run for an event of octo/battles (a dry run: no step runs)."""
+    payload = {}
+    ref = "refs/heads/feature"
     if event_name == "pull_request":
-        github["event"]["pull_request"] = {"head": {"repo": {"full_name": head_repository}}}
-        github["ref"] = "refs/pull/7/merge"
-    evaluator = Evaluator(
-        {"github": github, "inputs": {}, "vars": {}}, standard_functions(lambda: "success")
-    )
-    return [
-        name
-        for name, job in workflow["jobs"].items()
-        if condition(job.get("if", "success()"), evaluator)
-    ]
+        head = {"sha": "f" * 40, "ref": "feature", "repo": {"full_name": head_repository}}
+        payload = {"pull_request": {"number": 7, "head": head}}
+        ref = "refs/pull/7/merge"
+    jobs = load_workflow(path)["jobs"]
+    event = Event(event_name, ref, 1, payload)
+    ran = {job: story.runner.run(path.name, job, event, dry_run=True) for job in jobs}
+    return [job for job, result in ran.items() if result.conclusion != "skipped"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_one_run_per_commit(path):
+def test_one_run_per_commit(story, path):
     """A pushed tag runs nothing, and a pull request from this repository runs no job (its
     commits ran on push); one from a fork does."""
     workflow = load_workflow(path)
@@ -185,8 +178,8 @@ def test_one_run_per_commit(path):
         # Only a branch filter: GitHub then never runs the workflow for tags.
         assert {"branches", "branches-ignore"} & set(push), f"{path.name}: a bare push runs on tags"
         assert not {"tags", "tags-ignore"} & set(push), f"{path.name} runs on tags"
-        assert _jobs_that_run(workflow, "push", "")
+        assert _jobs_that_run(story, path, "push", "")
     if "pull_request" in triggers:
-        same_repository = _jobs_that_run(workflow, "pull_request", "octo/battles")
+        same_repository = _jobs_that_run(story, path, "pull_request", "octo/battles")
         assert not same_repository, f"{path.name}: {same_repository} run twice on a same-repo PR"
-        assert _jobs_that_run(workflow, "pull_request", "someone/battles"), "forks never tested"
+        assert _jobs_that_run(story, path, "pull_request", "someone/battles"), "forks never tested"
