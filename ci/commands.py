@@ -57,7 +57,7 @@ def run_comment(args: argparse.Namespace) -> int:
         print(f"::notice title=No PR comment::{superseded}")
         return 0
     except CommentError as error:
-        if error.status == 403 and args.read_only_ok:
+        if error.read_only and args.read_only_ok:
             print(f"::warning title=No PR comment::{error}")
             return 0
         raise Failure(str(error), error.code) from None
