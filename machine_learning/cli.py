@@ -13,7 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 
 from machine_learning import use_cli
-from machine_learning.arguments import DefaultsOnce, OneLineErrorParser, int_in, positive_int
+from machine_learning.arguments import (
+    DefaultsOnce,
+    OneLineErrorParser,
+    int_in,
+    nonblank_name,
+    positive_int,
+)
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.failures import (
     EXIT_CODES,
@@ -110,7 +116,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-trials", type=N_TRIALS, default=10, help="trials for --tune")
     parser.add_argument(
-        "--version", default="dev", help="label of this model version, in the run name"
+        "--version",
+        type=nonblank_name,
+        default="dev",
+        help="label of this model version, in the run name",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -118,6 +127,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--experiment",
+        type=nonblank_name,
         help="MLflow experiment (default: pokemon-battle-<dataset version>)",
     )
     parser.add_argument(

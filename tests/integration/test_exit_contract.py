@@ -186,6 +186,23 @@ BAD_INPUT = [
     ("poll-negative", "ml", "serve --poll-interval -1", {}, "got -1"),
     ("poll-word", "ml", "serve --poll-interval soon", {}, "expected seconds, got 'soon'"),
     ("verify-timeout", "ci", "verify --timeout inf", {}, "--timeout: must be between 1 and"),
+    # A blank name is bad input, found before any server is contacted (this one is dead: a
+    # request would be exit 3).
+    (
+        "promote-empty-model-name",
+        "ci",
+        "promote --model-name= --gate-json {dir}/gate.json --run-json {dir}/run.json "
+        "--tracking-uri http://127.0.0.1:9",
+        {"CI": "true"},
+        "argument --model-name: must not be empty",
+    ),
+    (
+        "train-empty-experiment",
+        "ml",
+        "train --experiment= --tracking-uri http://127.0.0.1:9",
+        {"CI": "true"},
+        "argument --experiment: must not be empty",
+    ),
 ]
 
 

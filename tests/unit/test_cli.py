@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ci.cli import build_parser as ci_parser
+from machine_learning.arguments import nonblank_name
 from machine_learning.cli import build_parser as training_parser
 from tests.conftest import cli_env, run_cli
 
@@ -114,3 +115,81 @@ def test_every_option_has_help_and_shows_its_default_once(build):
                 assert action.help, f"{command.prog} {action.option_strings[0]} has no help"
                 shown = command._get_formatter()._expand_help(action)
                 assert shown.count("default") <= 1, f"{command.prog}: {shown}"
+
+
+# Every option that names something (a model, an experiment, a branch, a label, a login, a
+# commit): an empty or multi-line value is bad input, caught while parsing. (``thresholds set
+# METRIC`` is checked against the metrics the gate computes, a stricter test.)
+NAME_OPTIONS = {
+    "--model-name",
+    "--experiment",
+    "--version",
+    "--branch",
+    "--author",
+    "--repo",
+    "--sha",
+    "--head-sha",
+    "--expect-champion",
+    "--expect-version",
+    "--model-uri",
+}
+
+
+@pytest.mark.parametrize("build", [training_parser, ci_parser], ids=["machine_learning", "ci"])
+def test_every_name_like_option_is_checked_as_a_name(build):
+    seen = set()
+    for command in [build(), *_commands(build())]:
+        for action in command._actions:
+            named = NAME_OPTIONS.intersection(action.option_strings)
+            if named:
+                assert action.type is nonblank_name, f"{command.prog} {action.option_strings}"
+                seen |= named
+    assert seen, "no name-like option found"
+
+
+# (cli, the command's other arguments, the option): one case per option and command kind
+NAME_CASES = [
+    ("ci", ["promote"], "--model-name"),
+    ("ci", ["promote"], "--sha"),
+    ("ci", ["gate", "--run-id", "0" * 32], "--model-name"),
+    ("ci", ["thresholds", "set", "test_f1", "--threshold", "0.9"], "--model-name"),
+    ("ci", ["rollback"], "--expect-champion"),
+    ("ci", ["verify"], "--expect-version"),
+    ("ci", ["state", "save"], "--branch"),
+    ("ci", ["comment", "--body", "r.md"], "--repo"),
+    ("ci", ["comment", "--body", "r.md"], "--author"),
+    ("ci", ["comment", "--body", "r.md"], "--sha"),
+    ("ci", ["comment", "--artifact-dir", "a"], "--head-sha"),
+    ("ml", ["train"], "--experiment"),
+    ("ml", ["compare"], "--version"),
+    ("ml", ["predict", "pikachu", "charizard"], "--model-uri"),
+    ("ml", ["serve"], "--model-uri"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "must not be empty"),
+        ("  ", "must not be empty"),
+        ("main\nx", "U+000A"),
+        ("a\x00b", "U+0000"),
+        ("m" * 257, "at most 256"),
+    ],
+)
+@pytest.mark.parametrize(("cli", "command", "option"), NAME_CASES)
+def test_a_blank_or_multi_line_name_is_refused_while_parsing(
+    cli, command, option, value, says, capsys
+):
+    build = ci_parser if cli == "ci" else training_parser
+    with pytest.raises(SystemExit) as exit_:
+        build().parse_args([*command, f"{option}={value}"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    assert line.startswith(f"error: argument {option}: ") and says in line
+
+
+def test_a_name_is_stripped_and_otherwise_kept():
+    args = ci_parser().parse_args(["promote", "--model-name", "  pokemon battle v2 "])
+    assert args.model_name == "pokemon battle v2"
+    assert training_parser().parse_args(["train", "--experiment", "é-實驗"]).experiment == "é-實驗"
