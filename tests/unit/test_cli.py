@@ -193,3 +193,44 @@ def test_a_name_is_stripped_and_otherwise_kept():
     args = ci_parser().parse_args(["promote", "--model-name", "  pokemon battle v2 "])
     assert args.model_name == "pokemon battle v2"
     assert training_parser().parse_args(["train", "--experiment", "é-實驗"]).experiment == "é-實驗"
+
+
+def actions_on(tmp_path, ref: str, **extra: str) -> dict[str, str]:
+    """A GitHub Actions environment on ``ref`` of a repository whose default branch is main."""
+    event = tmp_path / "event.json"
+    event.write_text('{"repository": {"full_name": "octo/battles", "default_branch": "main"}}')
+    return cli_env(GITHUB_ACTIONS="true", GITHUB_REF=ref, GITHUB_EVENT_PATH=str(event), **extra)
+
+
+@pytest.mark.parametrize(
+    ("ref", "shown"), [("refs/heads/Main", "Main"), ("refs/tags/v1", "refs/tags/v1")]
+)
+def test_promote_under_actions_refuses_anything_but_exactly_the_default_branch(
+    tmp_path, ref, shown
+):
+    """GitHub's expressions compare ignoring case, so the workflow's guard lets `Main` through;
+    the command decides case-sensitively, before it reads a file or contacts a server."""
+    env = actions_on(tmp_path, ref, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    done = run_cli("promote", cwd=tmp_path, env=env, module="ci")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: promotion is for the default branch `main` only; this run is on `{shown}`"
+    ]
+
+
+def test_promote_on_the_default_branch_or_outside_actions_goes_on_to_its_inputs(tmp_path):
+    for env in (actions_on(tmp_path, "refs/heads/main"), cli_env(GITHUB_REF="refs/heads/Main")):
+        done = run_cli("promote", "--gate-json", "absent.json", cwd=tmp_path, env=env, module="ci")
+        assert done.returncode == 2 and "absent.json" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("refs/heads/main", "true"), ("refs/heads/Main", "false"), ("refs/heads/main-x", "false")],
+)
+def test_server_mode_tells_the_workflow_whether_this_is_the_default_branch(tmp_path, ref, expected):
+    output = tmp_path / "github_output"
+    env = actions_on(tmp_path, ref, GITHUB_OUTPUT=str(output))
+    done = run_cli("server-mode", cwd=tmp_path, env=env, module="ci")
+    assert done.returncode == 0, done.stderr
+    assert f"default-branch={expected}\n" in output.read_text()

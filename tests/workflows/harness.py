@@ -211,6 +211,10 @@ class _JobState:
         self.summaries: list[str] = []
         self.log: list[str] = []  # every run step's output, in order: the job log
         self.bare_python = False
+        # GitHub's push, dispatch and pull_request payloads all carry the repository
+        event.payload.setdefault(
+            "repository", {"default_branch": runner.default_branch, "full_name": runner.repository}
+        )
         event_file = work / "event.json"
         event_file.write_text(json.dumps(event.payload))
         self.runner_env = {
@@ -251,9 +255,6 @@ class _JobState:
             "steps": {},
             "env": {},
         }
-        self.contexts["github"]["event"].setdefault(
-            "repository", {"default_branch": runner.default_branch, "full_name": runner.repository}
-        )
 
     def status(self) -> str:
         return "failure" if self.failed else "success"
