@@ -24,6 +24,8 @@ from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.failures import (
     EXIT_CODES,
     EXIT_UNREACHABLE,
+    MLFLOW_DEFAULTS,
+    TRAINING_MLFLOW_DEFAULTS,
     Failure,
     mlflow_defaults,
     run_command,
@@ -184,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    mlflow_defaults()
+    training = args.command in ("train", "compare")
+    mlflow_defaults(defaults=TRAINING_MLFLOW_DEFAULTS if training else MLFLOW_DEFAULTS)
     return run_command(lambda: _run(args), args.debug)
 
 
