@@ -14,6 +14,7 @@ from machine_learning.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
     int_in,
+    nonblank_name,
     output_path,
     positive_int,
     seconds_in,
@@ -48,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else the compose server, "
         "a local server, the embedded store (read-only commands only)",
     )
-    tracked.add_argument("--model-name", default=REGISTERED_MODEL, help="registered model")
+    tracked.add_argument(
+        "--model-name", type=nonblank_name, default=REGISTERED_MODEL, help="registered model"
+    )
 
     def add(name: str, help: str, description: str = "", parents=(tracked,)):
         return commands.add_parser(
@@ -98,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     promote.add_argument("--gate-json", type=Path, default=OUTPUTS / "gate.json", help="verdict")
     promote.add_argument(
-        "--sha", help="commit being promoted (default: $GITHUB_SHA, else the local git HEAD)"
+        "--sha",
+        type=nonblank_name,
+        help="commit being promoted (default: $GITHUB_SHA, else the local git HEAD)",
     )
     promote.add_argument("--pr", type=positive_int, help="PR number to tag the version with")
     rollback = add(
@@ -108,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument(
         "--expect-champion",
+        type=nonblank_name,
         help="the champion version being rolled back; refuse if it is another (default: the "
         "one read when the command starts)",
     )
@@ -123,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("PREDICTOR_URL") or "http://127.0.0.1:8000",
         help="the prediction service; taken from $PREDICTOR_URL when set",
     )
-    verify.add_argument("--expect-version", help="the promoted version (default: the champion now)")
+    verify.add_argument(
+        "--expect-version",
+        type=nonblank_name,
+        help="the promoted version (default: the champion now)",
+    )
     verify.add_argument(
         "--timeout", type=SERVED_TIMEOUT, default=180.0, help="seconds to wait for it to be served"
     )
@@ -197,17 +207,26 @@ def _comment_parser(add) -> None:
         help="a train run's downloaded report artifact (untrusted: checked against "
         "--head-sha and the PR's head on GitHub before posting)",
     )
-    comment.add_argument("--head-sha", help="with --artifact-dir: the workflow run's head commit")
+    comment.add_argument(
+        "--head-sha",
+        type=nonblank_name,
+        help="with --artifact-dir: the workflow run's head commit",
+    )
     comment.add_argument(
         "--pr", type=positive_int, help="PR number (default: the open PR of --sha)"
     )
-    comment.add_argument("--sha", help="head commit to find the PR by (default: $GITHUB_SHA)")
-    comment.add_argument("--repo", help="owner/name (default: $GITHUB_REPOSITORY)")
+    comment.add_argument(
+        "--sha", type=nonblank_name, help="head commit to find the PR by (default: $GITHUB_SHA)"
+    )
+    comment.add_argument(
+        "--repo", type=nonblank_name, help="owner/name (default: $GITHUB_REPOSITORY)"
+    )
     comment.add_argument(
         "--kind", choices=["train", "eval"], default="train", help="one comment per kind"
     )
     comment.add_argument(
         "--author",
+        type=nonblank_name,
         default=ACTIONS_BOT,
         help="login the token writes as; only its comments are ever edited",
     )
@@ -240,7 +259,11 @@ def _state_parser(add) -> None:
         help="the server's artifact folder, or compose:<service>:<path>; taken from "
         "$MLFLOW_STATE_ARTIFACTS when set",
     )
-    state.add_argument("--branch", help="branch whose recent runs to keep (default: this build's)")
+    state.add_argument(
+        "--branch",
+        type=nonblank_name,
+        help="branch whose recent runs to keep (default: this build's)",
+    )
 
 
 def _workflow_step_parsers(add) -> None:

@@ -57,7 +57,7 @@ def run_comment(args: argparse.Namespace) -> int:
         print(f"::notice title=No PR comment::{superseded}")
         return 0
     except CommentError as error:
-        if error.status == 403 and args.read_only_ok:
+        if error.read_only and args.read_only_ok:
             print(f"::warning title=No PR comment::{error}")
             return 0
         raise Failure(str(error), error.code) from None
@@ -136,9 +136,13 @@ def run_promote(args: argparse.Namespace) -> int:
     from ci.gate_record import GateRecord
     from ci.promote import PromotionRefused, check_promotable, promote
     from ci.registry_lock import RegistryBusy
-    from machine_learning.provenance import build_context
+    from machine_learning.provenance import build_context, default_branch_refusal
     from machine_learning.run_record import RunRecord
 
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # a person at a laptop promotes what they mean
+        refusal = default_branch_refusal(os.environ)
+        if refusal:
+            raise Failure(refusal)
     gate, record = GateRecord.read(args.gate_json), RunRecord.read(args.run_json)
     sha = args.sha or build_context(os.environ).git_sha
     try:
@@ -225,11 +229,15 @@ def run_state(args: argparse.Namespace) -> int:
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
     from ci.server_mode import describe_mode
+    from machine_learning.provenance import is_default_branch
 
     team, summary = describe_mode(os.environ)
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
     # Part of the state cache's key: a snapshot is restored only by the MLflow that saved it.
     append_github_file("GITHUB_OUTPUT", f"mlflow={metadata.version('mlflow')}", os.environ)
+    # For the workflow's `if:`s: its own comparison of refs ignores case (`Main` passes).
+    on_default = "true" if is_default_branch(os.environ) else "false"
+    append_github_file("GITHUB_OUTPUT", f"default-branch={on_default}", os.environ)
     if team:
         uri = os.environ["TEAM_TRACKING_URI"]
         append_github_file("GITHUB_ENV", f"MLFLOW_TRACKING_URI={uri}", os.environ)

@@ -27,10 +27,19 @@ MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space after @ notifies
 class CommentError(RuntimeError):
     """The comment could not be posted; the message says why and what to do."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED, status: int = 0) -> None:
+    def __init__(
+        self, message: str, code: int = EXIT_FAILED, status: int = 0, rate_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.rate_limited = rate_limited
+
+    @property
+    def read_only(self) -> bool:
+        """GitHub refused the token itself (a fork's read-only token), not a rate limit: the
+        one refusal ``--read-only-ok`` may forgive."""
+        return self.status == 403 and not self.rate_limited
 
 
 class Superseded(RuntimeError):
@@ -83,7 +92,7 @@ def upsert(
         for extra in mine[1:]:
             github.delete_comment(extra["id"])
     except GitHubError as error:
-        raise CommentError(explain(error, pr), status=error.status) from None
+        raise refused(error, pr) from None
     healed = f" ({len(mine) - 1} duplicate(s) of ours deleted)" if len(mine) > 1 else ""
     return _upserted(f"updated{healed}", result)
 
@@ -121,8 +130,19 @@ def _create(github: GitHubClient, pr: int, text: str, tag: str, author: str) -> 
     return _upserted("created", github.create_comment(pr, text))  # the last try's error stands
 
 
+def refused(error: GitHubError, pr: int) -> CommentError:
+    """A failed call as the comment's failure (exit 1), explained."""
+    return CommentError(explain(error, pr), status=error.status, rate_limited=error.rate_limited)
+
+
 def explain(error: GitHubError, pr: int) -> str:
     """What a failed call means for the user."""
+    if error.rate_limited:
+        return (
+            f"GitHub rate-limited the comment on PR #{pr} ({error.status}) for longer than "
+            f"this step waits: retry after {error.retry_time} (rerun the job then); the "
+            f"report stays in the job summary ({error})"
+        )
     if error.status == 403:
         return (
             f"GitHub refused to comment on PR #{pr} (403): the token is read-only (as for "
@@ -182,7 +202,7 @@ def upsert_from_artifact(
         if actual != head_sha:
             owners = {int(p["number"]) for p in github.pulls_for_commit(head_sha)}
     except GitHubError as error:
-        raise CommentError(explain(error, number or 0), status=error.status) from None
+        raise refused(error, number or 0) from None
     if actual != head_sha and number in owners:
         raise Superseded(
             f"PR #{number} has moved on to {str(actual)[:12]} since this run of "

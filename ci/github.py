@@ -18,25 +18,47 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# GitHub's rule when a rate-limited answer does not say how long: "wait for at least one minute"
+# (REST API docs, "Handle rate limit errors appropriately").
+RATE_LIMIT_WAIT_S = 60.0
+
 
 class GitHubError(RuntimeError):
-    """A GitHub API call failed; ``status`` is the HTTP status (599: no answer)."""
+    """A GitHub API call failed; ``status`` is the HTTP status (599: no answer).
 
-    def __init__(self, status: int, message: str) -> None:
+    ``retry_at`` (epoch seconds) is set when GitHub rate-limited the call for longer than the
+    client could wait: nothing was applied, and the same call succeeds after that time.
+    """
+
+    def __init__(self, status: int, message: str, retry_at: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_at = retry_at
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.retry_at is not None
 
     @property
     def retryable(self) -> bool:
-        """A failure that may be gone on the next try (and may have been applied)."""
-        return self.status == 429 or self.status >= 500
+        """A failure that may be gone on the next try and may have been applied (no answer, or
+        a 5xx): a create must look before it retries. A rate limit is neither: the client has
+        waited it out as long as its budget allows."""
+        return self.status >= 500 and not self.rate_limited
+
+    @property
+    def retry_time(self) -> str:
+        """When to try again, for a person reading a job log (UTC)."""
+        return time.strftime("%H:%M:%S UTC", time.gmtime(self.retry_at or time.time()))
 
 
 @dataclass
 class GitHubClient:
     """The few REST calls the CI uses, on the standard library only (the comment job installs
-    nothing heavy). Retries 5xx answers and waits out rate limits, honouring ``retry-after``,
-    within ``budget_s`` seconds a call: a black-holed API is reported in time, not minutes."""
+    nothing heavy). Retries 5xx answers and waits out rate limits as GitHub's headers say,
+    within ``budget_s`` seconds a call: a black-holed API or a limit that lifts only later is
+    reported in time, not after minutes. ``sleep`` and ``budget_s`` are parameters so tests
+    can record the waits and bound them."""
 
     repository: str
     token: str = field(repr=False)
@@ -50,21 +72,40 @@ class GitHubClient:
     def request(
         self, method: str, path: str, body: dict | None = None, retry: bool = True
     ) -> tuple[Any, dict]:
-        """JSON answer and headers of one call, after retries (none when ``retry`` is False:
-        a create that failed may have been applied, and only the caller can look)."""
+        """JSON answer and headers of one call, after retries.
+
+        A rate-limited answer is waited out as its headers say and retried, even for a create
+        (``retry`` False): GitHub refuses such a request without applying it. Other failures are
+        retried only with ``retry``: a create that failed otherwise may have been applied, and
+        only the caller can look.
+        """
         deadline = time.monotonic() + self.budget_s
-        for attempt in range(1, (self.attempts if retry else 1) + 1):
+        for attempt in range(1, self.attempts + 1):
             timeout = max(min(self.request_timeout_s, deadline - time.monotonic()), 0.1)
             status, headers, payload = self._send(method, path, body, timeout)
             if status < 400:
                 return payload, headers
-            wait = self._retry_wait(status, headers, attempt, payload)
+            what = f"{method} {path}: {status} {_message(payload)}".strip()
+            limited = rate_limit_wait(status, headers, _message(payload), time.time())
+            if limited is not None:
+                self._wait_out_rate_limit(limited, deadline, attempt, status, what)
+                continue
+            wait = self._retry_wait(status, headers, attempt)
             out_of_time = wait is not None and time.monotonic() + wait > deadline
             if wait is None or not retry or attempt == self.attempts or out_of_time:
-                message = payload.get("message", "") if isinstance(payload, dict) else ""
-                raise GitHubError(status, f"{method} {path}: {status} {message}".strip())
+                raise GitHubError(status, what)
             self.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _wait_out_rate_limit(
+        self, seconds: float, deadline: float, attempt: int, status: int, what: str
+    ) -> None:
+        """Sleep as GitHub asked, or raise at once when that would pass the call's budget (or
+        this was its last attempt): a wait that cannot end in an answer only delays the news."""
+        if attempt == self.attempts or time.monotonic() + seconds > deadline:
+            retry_at = time.time() + seconds
+            raise GitHubError(status, f"{what} (rate-limited for {seconds:.0f} s)", retry_at)
+        self.sleep(seconds)
 
     def paginate(self, path: str) -> Iterator[dict]:
         """Every item of a list endpoint, following the ``Link: rel="next"`` headers."""
@@ -94,25 +135,14 @@ class GitHubClient:
         path = f"/repos/{self.repository}/issues/comments/{comment_id}"
         return self.request("PATCH", path, {"body": body})[0]
 
-    def _retry_wait(
-        self, status: int, headers: dict, attempt: int, payload: Any = None
-    ) -> float | None:
-        """Seconds to wait before retrying, or None when retrying cannot help.
-
-        Header values come from the network: a malformed one falls back to backoff.
-        """
+    def _retry_wait(self, status: int, headers: dict, attempt: int) -> float | None:
+        """Seconds to wait before retrying a server error (5xx, or no answer: 599), or None when
+        retrying cannot help. A malformed ``retry-after`` falls back to backoff."""
+        if status < 500:
+            return None
         backoff = min(2.0 ** (attempt - 1), self.max_wait_s)
-        if "retry-after" in headers:
-            return min(_seconds_until(headers["retry-after"], backoff), self.max_wait_s)
-        if status in (403, 429) and headers.get("x-ratelimit-remaining") == "0":
-            reset = _number(headers.get("x-ratelimit-reset", ""))
-            if reset is None:
-                return backoff
-            return min(max(reset - time.time(), 1.0), self.max_wait_s)
-        message = payload.get("message", "") if isinstance(payload, dict) else ""
-        if status == 429 or status >= 500 or "secondary rate limit" in str(message).lower():
-            return backoff
-        return None
+        after = _seconds_until(headers.get("retry-after", ""), time.time())
+        return backoff if after is None else min(after, self.max_wait_s)
 
     def _send(
         self, method: str, path: str, body: dict | None, timeout: float
@@ -147,16 +177,45 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _seconds_until(retry_after: str, fallback: float) -> float:
-    """``Retry-After`` as seconds: a number, or an HTTP date; anything else: ``fallback``."""
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], message: str, now: float
+) -> float | None:
+    """Seconds GitHub asks us to wait when this answer is a rate limit, else None.
+
+    A rate limit is a 429, or a 403 that says so: ``x-ratelimit-remaining: 0`` (primary),
+    "secondary rate limit" in the message, or a ``retry-after``. A read-only token's 403 says
+    none of these. The wait, in GitHub's order: ``retry-after``; the ``x-ratelimit-reset``
+    time when nothing remains; else a minute. A header that cannot be read counts as absent.
+    """
+    primary = headers.get("x-ratelimit-remaining") == "0"
+    secondary = "secondary rate limit" in message.lower()
+    if not (
+        status == 429 or (status == 403 and (primary or secondary or "retry-after" in headers))
+    ):
+        return None
+    after = _seconds_until(headers.get("retry-after", ""), now)
+    if after is not None:
+        return after
+    reset = _number(headers.get("x-ratelimit-reset", "")) if primary else None
+    if reset is not None:
+        return max(reset - now, 1.0)  # clocks differ: never hammer a limit about to lift
+    return RATE_LIMIT_WAIT_S
+
+
+def _seconds_until(retry_after: str, now: float) -> float | None:
+    """``Retry-After`` as seconds (a number, or an HTTP date); None when it is neither."""
     seconds = _number(retry_after)
     if seconds is None:
         try:
             when = email.utils.parsedate_to_datetime(retry_after)
         except (TypeError, ValueError):
-            return fallback
-        seconds = when.timestamp() - time.time()
+            return None
+        seconds = when.timestamp() - now
     return max(seconds, 0.0)
+
+
+def _message(payload: Any) -> str:
+    return str(payload.get("message", "")) if isinstance(payload, dict) else ""
 
 
 def _lower(headers) -> dict[str, str]:

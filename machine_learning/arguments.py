@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,6 +65,34 @@ def seconds_in(low: float, high: float, reason: str) -> Callable[[str], float]:
 
     parse.__name__ = "seconds"
     return parse
+
+
+NAME_LIMIT = 256
+
+
+def nonblank_name(text: str) -> str:
+    """A name given on the command line (registered model, experiment, branch, version label,
+    login, commit …), stripped of surrounding spaces: not empty, one line, no control
+    characters, at most NAME_LIMIT characters.
+
+    Checked while parsing because each one ends up somewhere that misreads it: an empty model
+    name reaches the server and comes back as "tracking server failed" (exit 3) instead of bad
+    input, and a newline would split a log line, a tag or a ``$GITHUB_OUTPUT`` line.
+    """
+    value = text.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise argparse.ArgumentTypeError(
+            f"must be one line without control characters, got U+{ord(control):04X} in "
+            f"{value[:40]!r}"
+        )
+    if len(value) > NAME_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {NAME_LIMIT} characters, got {len(value):,}"
+        )
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -13,11 +13,19 @@ from enum import StrEnum
 from pathlib import Path
 
 from machine_learning import use_cli
-from machine_learning.arguments import DefaultsOnce, OneLineErrorParser, int_in, positive_int
+from machine_learning.arguments import (
+    DefaultsOnce,
+    OneLineErrorParser,
+    int_in,
+    nonblank_name,
+    positive_int,
+)
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.failures import (
     EXIT_CODES,
     EXIT_UNREACHABLE,
+    MLFLOW_DEFAULTS,
+    TRAINING_MLFLOW_DEFAULTS,
     Failure,
     mlflow_defaults,
     run_command,
@@ -110,7 +118,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-trials", type=N_TRIALS, default=10, help="trials for --tune")
     parser.add_argument(
-        "--version", default="dev", help="label of this model version, in the run name"
+        "--version",
+        type=nonblank_name,
+        default="dev",
+        help="label of this model version, in the run name",
     )
     parser.add_argument(
         "--tracking-uri",
@@ -118,6 +129,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--experiment",
+        type=nonblank_name,
         help="MLflow experiment (default: pokemon-battle-<dataset version>)",
     )
     parser.add_argument(
@@ -174,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    mlflow_defaults()
+    training = args.command in ("train", "compare")
+    mlflow_defaults(defaults=TRAINING_MLFLOW_DEFAULTS if training else MLFLOW_DEFAULTS)
     return run_command(lambda: _run(args), args.debug)
 
 

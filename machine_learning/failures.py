@@ -38,6 +38,15 @@ MLFLOW_DEFAULTS = {
     # answer nothing the user asked; its warnings still show.
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
+# train and compare have minutes of work behind them when they first reach MLflow: a restart of
+# the tracking server (a deploy, a crash and its restart policy) must not cost it. Their calls
+# ride out an outage of OUTAGE_TOLERANCE_S: 6 retries, MLflow (urllib3) backing off 0, 2, 4, 8,
+# 16 and 32 s between them (62 s, plus up to 0.5 s of jitter each; see retry_window_s), for a
+# refused connection, a dropped one or a 408/429/5xx answer alike. An outage that lasts longer
+# still ends in exit 3: about 65 s after it began when no run was created yet; when one was,
+# up to OUTAGE_TOLERANCE_S more is spent waiting for /health to mark the run FAILED.
+OUTAGE_TOLERANCE_S = 60
+TRAINING_MLFLOW_DEFAULTS = MLFLOW_DEFAULTS | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6"}
 
 
 class Failure(Exception):
@@ -48,10 +57,22 @@ class Failure(Exception):
         self.code = code
 
 
-def mlflow_defaults(env: dict[str, str] | os._Environ = os.environ) -> None:
-    """MLflow settings for a command line (MLFLOW_DEFAULTS); the user's own values win."""
-    for name, value in MLFLOW_DEFAULTS.items():
+def mlflow_defaults(
+    env: dict[str, str] | os._Environ = os.environ,
+    defaults: Mapping[str, str] = MLFLOW_DEFAULTS,
+) -> None:
+    """MLflow settings for a command line (MLFLOW_DEFAULTS, or TRAINING_MLFLOW_DEFAULTS for the
+    commands that train); the user's own values win."""
+    for name, value in defaults.items():
         env.setdefault(name, value)
+
+
+def retry_window_s(settings: Mapping[str, str]) -> float:
+    """Seconds MLflow's client backs off in all before it gives up a call, jitter aside: urllib3
+    retries at once the first time, then waits factor * 2^(n-1) s before the nth retry."""
+    retries = int(settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    factor = float(settings["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
+    return sum(factor * 2 ** (n - 1) for n in range(2, retries + 1))
 
 
 def classify(error: BaseException) -> Failure:

@@ -37,6 +37,7 @@ EVENT_MAX_BYTES = 25 << 20  # GitHub caps webhook payloads at 25 MB
 @dataclass(frozen=True)
 class Repository(JsonRecord):
     full_name: str = ""
+    default_branch: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class EventPayload(JsonRecord):
     """The few fields of ``$GITHUB_EVENT_PATH`` we use; the rest of the payload is ignored."""
 
     pull_request: PullRequest | None = None
+    repository: Repository | None = None
+
+    @property
+    def default_branch(self) -> str:
+        return self.repository.default_branch if self.repository else ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,33 @@ def event_payload(env: Mapping[str, str]) -> EventPayload:
     if not path:
         return EventPayload()
     return EventPayload.from_dict(read_json(Path(path), EVENT_MAX_BYTES), f"event payload {path}")
+
+
+def default_branch_refusal(env: Mapping[str, str]) -> str | None:
+    """Why this Actions run is not on the repository's default branch, or None when it is.
+
+    It is when ``GITHUB_REF`` is exactly ``refs/heads/<repository.default_branch>`` of the event
+    payload, compared case-sensitively: GitHub's expressions compare strings ignoring case and
+    git allows a branch `Main` beside `main`, so a workflow's own test would let `Main` promote.
+    A payload that names no default branch proves nothing and is refused. Raises RecordError
+    when the payload is malformed.
+    """
+    default = event_payload(env).default_branch
+    ref = env.get("GITHUB_REF", "")
+    if not default:
+        return (
+            "promotion is for the default branch only, and this run's event payload "
+            f"({env.get('GITHUB_EVENT_PATH') or 'none'}) names no repository.default_branch"
+        )
+    if ref == f"refs/heads/{default}":
+        return None
+    shown = ref.removeprefix("refs/heads/")
+    return f"promotion is for the default branch `{default}` only; this run is on `{shown}`"
+
+
+def is_default_branch(env: Mapping[str, str]) -> bool:
+    """Whether this Actions run is on the default branch (see default_branch_refusal)."""
+    return default_branch_refusal(env) is None
 
 
 def _number_from_ref(ref: str) -> int | None:

@@ -8,6 +8,7 @@ request per key) and with explicit pip requirements (inferring them costs ~2 s).
 from __future__ import annotations
 
 import sys
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from machine_learning.failures import OUTAGE_TOLERANCE_S
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,6 +33,7 @@ COMPOSE_URI = "http://mlflow:5000"
 LOCAL_SERVER_URI = "http://localhost:5000"
 MODEL_NAME = "model"
 PROBE_TIMEOUT_S = 1.0
+HEALTH_POLL_S = 0.5
 SCHEMA_SAMPLE_ROWS = 1_000
 # Types skops (MLflow's default sklearn format) must be told to trust when loading our models.
 SKOPS_TRUSTED_TYPES = [
@@ -182,7 +186,7 @@ def log_training_run(
             model_info = _log_run_contents(pipeline, data, params, metrics, artifacts)
         mlflow.end_run()
     except Exception as exc:
-        end_run_failed()
+        end_run_failed(target)
         raise RunInterrupted(run.info.run_id) from exc
     run_id = run.info.run_id
     return LoggedRun(
@@ -218,18 +222,68 @@ def _log_run_contents(
     return model_info
 
 
-def end_run_failed() -> None:
-    """Mark the active run FAILED on the server if it still answers, so it is not left RUNNING.
+def end_run_failed(target: TrackingTarget, wait_s: float = OUTAGE_TOLERANCE_S) -> None:
+    """Mark the active run FAILED as soon as the server answers again, so it is not left RUNNING.
 
-    Best effort by design: this runs while another tracking error is being reported, and a
-    server that is down cannot be told anything; the caller keeps the run id in run.json.
+    The error being reported is often the server's absence: when /health does not answer, wait
+    for it (at most ``wait_s``, said on stderr), then send the one update with MLflow's short
+    retries — the server just answered, and a half-dead one (health up, API failing) must not
+    hold the exit for another minute. Still best effort: a server that stays away cannot be
+    told anything, and the caller keeps the run id in run.json.
     """
     import mlflow
 
+    run = mlflow.active_run()
+    if run is None:
+        return
+    if target.browsable and not server_is_healthy(target.uri):
+        print(
+            f"warning: {redact_uri(target.uri)} does not answer; waiting up to {wait_s:.0f} s "
+            f"for it to mark run {run.info.run_id} FAILED",
+            file=sys.stderr,
+            flush=True,
+        )
+        wait_until_healthy(target.uri, wait_s)
     try:
-        mlflow.end_run(status="FAILED")
+        with short_retries():
+            mlflow.end_run(status="FAILED")  # pops the run first: nothing ends it again at exit
     except Exception as exc:  # the original error is the one worth reporting
-        print(f"warning: could not mark the run FAILED: {type(exc).__name__}", file=sys.stderr)
+        print(
+            f"warning: could not mark run {run.info.run_id} FAILED ({type(exc).__name__}); "
+            "it stays RUNNING",
+            file=sys.stderr,
+        )
+
+
+def wait_until_healthy(uri: str, timeout_s: float, poll_s: float = HEALTH_POLL_S) -> bool:
+    """Poll ``<uri>/health`` until it answers (True) or ``timeout_s`` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not server_is_healthy(uri):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+@contextmanager
+def short_retries() -> Iterator[None]:
+    """MLflow's HTTP retries as every command ships them (MLFLOW_DEFAULTS) for the calls inside,
+    the variables restored after: MLflow reads them on every request."""
+    import os
+
+    from machine_learning.failures import MLFLOW_DEFAULTS
+
+    names = [name for name in MLFLOW_DEFAULTS if name.startswith("MLFLOW_HTTP_")]
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: MLFLOW_DEFAULTS[name] for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def start_parent_run(
@@ -248,7 +302,7 @@ def start_parent_run(
     try:
         mlflow.log_params({key: str(value) for key, value in params.items()})
     except Exception as exc:
-        end_run_failed()
+        end_run_failed(target)
         raise RunInterrupted(run.info.run_id) from exc
     return run.info.run_id, experiment_id
 

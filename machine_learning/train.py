@@ -313,7 +313,8 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         try:
             runs = {t.model: log_one(config, data, target, t, parent_id) for t in trained}
         except BaseException:
-            tracking.end_run_failed()
+            # The nested run's failure has waited for the server already (end_run_failed).
+            tracking.end_run_failed(target, wait_s=0)
             raise
         tracking.tag_run(runs[winner.model].run_id, {TAG_WINNER: "true"})
         tracking.finish_parent_run(

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine_learning.arguments import DefaultsOnce, int_in, output_path, positive_int, seconds_in
+from machine_learning.arguments import (
+    DefaultsOnce,
+    int_in,
+    nonblank_name,
+    output_path,
+    positive_int,
+    seconds_in,
+)
 from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
 from machine_learning.predict import DEFAULT_MODEL_URI
 
@@ -72,7 +79,9 @@ def add_parsers(commands) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-uri", default=DEFAULT_MODEL_URI, help=MODEL_HELP)
+    parser.add_argument(
+        "--model-uri", type=nonblank_name, default=DEFAULT_MODEL_URI, help=MODEL_HELP
+    )
     parser.add_argument(
         "--tracking-uri", help="MLflow tracking URI for registry URIs (default: as for train)"
     )

@@ -3,7 +3,8 @@
 It keeps pull requests, issue comments and workflow artifacts in memory, paginates like GitHub
 (``per_page``/``page`` with ``Link`` headers), checks the bearer token, rejects comment bodies
 over 65,536 characters with 422, records every request, and can be told to answer the next
-requests with given failures (403, 429 with ``retry-after``, 5xx …).
+requests with given failures (403, 429 with ``retry-after``, 5xx …), or refuse a method's next
+requests without applying them (a rate-limited create).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class FakeGitHub:
     # method -> (status, headers, body) answered instead of the real answer of the next request
     # of that method, which is applied all the same (a create made although the client saw 502).
     failures_after: dict[str, tuple] = field(default_factory=dict)
+    # method -> (status, headers, body) answered to the next requests of that method, which are
+    # not applied: what GitHub does with a rate-limited request.
+    refusals: dict[str, deque] = field(default_factory=dict)
     _next_id: int = 1000
 
     @property
@@ -92,6 +96,8 @@ class FakeGitHub:
             return self._blob(int(blob.group(1)))  # a signed storage URL: no token
         if self.failures:
             return self.failures.popleft()
+        if self.refusals.get(method):
+            return self.refusals[method].popleft()
         # GitHub takes a token as "Bearer <token>" or "token <token>" (Octokit's form).
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token"):

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from ci.cli import build_parser as ci_parser
+from machine_learning.arguments import nonblank_name
 from machine_learning.cli import build_parser as training_parser
 from tests.conftest import cli_env, run_cli
 
@@ -114,3 +115,122 @@ def test_every_option_has_help_and_shows_its_default_once(build):
                 assert action.help, f"{command.prog} {action.option_strings[0]} has no help"
                 shown = command._get_formatter()._expand_help(action)
                 assert shown.count("default") <= 1, f"{command.prog}: {shown}"
+
+
+# Every option that names something (a model, an experiment, a branch, a label, a login, a
+# commit): an empty or multi-line value is bad input, caught while parsing. (``thresholds set
+# METRIC`` is checked against the metrics the gate computes, a stricter test.)
+NAME_OPTIONS = {
+    "--model-name",
+    "--experiment",
+    "--version",
+    "--branch",
+    "--author",
+    "--repo",
+    "--sha",
+    "--head-sha",
+    "--expect-champion",
+    "--expect-version",
+    "--model-uri",
+}
+
+
+@pytest.mark.parametrize("build", [training_parser, ci_parser], ids=["machine_learning", "ci"])
+def test_every_name_like_option_is_checked_as_a_name(build):
+    seen = set()
+    for command in [build(), *_commands(build())]:
+        for action in command._actions:
+            named = NAME_OPTIONS.intersection(action.option_strings)
+            if named:
+                assert action.type is nonblank_name, f"{command.prog} {action.option_strings}"
+                seen |= named
+    assert seen, "no name-like option found"
+
+
+# (cli, the command's other arguments, the option): one case per option and command kind
+NAME_CASES = [
+    ("ci", ["promote"], "--model-name"),
+    ("ci", ["promote"], "--sha"),
+    ("ci", ["gate", "--run-id", "0" * 32], "--model-name"),
+    ("ci", ["thresholds", "set", "test_f1", "--threshold", "0.9"], "--model-name"),
+    ("ci", ["rollback"], "--expect-champion"),
+    ("ci", ["verify"], "--expect-version"),
+    ("ci", ["state", "save"], "--branch"),
+    ("ci", ["comment", "--body", "r.md"], "--repo"),
+    ("ci", ["comment", "--body", "r.md"], "--author"),
+    ("ci", ["comment", "--body", "r.md"], "--sha"),
+    ("ci", ["comment", "--artifact-dir", "a"], "--head-sha"),
+    ("ml", ["train"], "--experiment"),
+    ("ml", ["compare"], "--version"),
+    ("ml", ["predict", "pikachu", "charizard"], "--model-uri"),
+    ("ml", ["serve"], "--model-uri"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("", "must not be empty"),
+        ("  ", "must not be empty"),
+        ("main\nx", "U+000A"),
+        ("a\x00b", "U+0000"),
+        ("m" * 257, "at most 256"),
+    ],
+)
+@pytest.mark.parametrize(("cli", "command", "option"), NAME_CASES)
+def test_a_blank_or_multi_line_name_is_refused_while_parsing(
+    cli, command, option, value, says, capsys
+):
+    build = ci_parser if cli == "ci" else training_parser
+    with pytest.raises(SystemExit) as exit_:
+        build().parse_args([*command, f"{option}={value}"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    assert line.startswith(f"error: argument {option}: ") and says in line
+
+
+def test_a_name_is_stripped_and_otherwise_kept():
+    args = ci_parser().parse_args(["promote", "--model-name", "  pokemon battle v2 "])
+    assert args.model_name == "pokemon battle v2"
+    assert training_parser().parse_args(["train", "--experiment", "é-實驗"]).experiment == "é-實驗"
+
+
+def actions_on(tmp_path, ref: str, **extra: str) -> dict[str, str]:
+    """A GitHub Actions environment on ``ref`` of a repository whose default branch is main."""
+    event = tmp_path / "event.json"
+    event.write_text('{"repository": {"full_name": "octo/battles", "default_branch": "main"}}')
+    return cli_env(GITHUB_ACTIONS="true", GITHUB_REF=ref, GITHUB_EVENT_PATH=str(event), **extra)
+
+
+@pytest.mark.parametrize(
+    ("ref", "shown"), [("refs/heads/Main", "Main"), ("refs/tags/v1", "refs/tags/v1")]
+)
+def test_promote_under_actions_refuses_anything_but_exactly_the_default_branch(
+    tmp_path, ref, shown
+):
+    """GitHub's expressions compare ignoring case, so the workflow's guard lets `Main` through;
+    the command decides case-sensitively, before it reads a file or contacts a server."""
+    env = actions_on(tmp_path, ref, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    done = run_cli("promote", cwd=tmp_path, env=env, module="ci")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: promotion is for the default branch `main` only; this run is on `{shown}`"
+    ]
+
+
+def test_promote_on_the_default_branch_or_outside_actions_goes_on_to_its_inputs(tmp_path):
+    for env in (actions_on(tmp_path, "refs/heads/main"), cli_env(GITHUB_REF="refs/heads/Main")):
+        done = run_cli("promote", "--gate-json", "absent.json", cwd=tmp_path, env=env, module="ci")
+        assert done.returncode == 2 and "absent.json" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("refs/heads/main", "true"), ("refs/heads/Main", "false"), ("refs/heads/main-x", "false")],
+)
+def test_server_mode_tells_the_workflow_whether_this_is_the_default_branch(tmp_path, ref, expected):
+    output = tmp_path / "github_output"
+    env = actions_on(tmp_path, ref, GITHUB_OUTPUT=str(output))
+    done = run_cli("server-mode", cwd=tmp_path, env=env, module="ci")
+    assert done.returncode == 0, done.stderr
+    assert f"default-branch={expected}\n" in output.read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,9 @@ from tests.conftest import cli_env
 SHA = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
 
 
-def client(fake, sleeps: list[float] | None = None) -> GitHubClient:
+def client(fake, sleeps: list[float] | None = None, **settings: float) -> GitHubClient:
     sink = sleeps if sleeps is not None else []
-    return GitHubClient(fake.repository, fake.token, fake.url, sleep=sink.append)
+    return GitHubClient(fake.repository, fake.token, fake.url, sleep=sink.append, **settings)
 
 
 def comment_cli(fake, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,6 +188,32 @@ def test_cli_failure_paths(github, tmp_path, failure, code, message):
     assert message in done.stdout + done.stderr
 
 
+def test_cli_waits_out_a_rate_limited_create_then_posts(github, tmp_path):
+    github.add_pull(12, SHA)
+    headers = {"x-ratelimit-remaining": "0", "retry-after": "1"}
+    github.refusals["POST"] = deque([(403, headers, {"message": "API rate limit exceeded"})])
+    body = tmp_path / "report.md"
+    body.write_text("report")
+    started = time.monotonic()
+    done = comment_cli(github, "--body", str(body), "--pr", "12")
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started >= 1.0 and len(github.comments_on(12)) == 1
+
+
+def test_cli_rate_limited_beyond_its_budget_is_exit_1_even_when_read_only_is_ok(github, tmp_path):
+    """--read-only-ok forgives a fork's read-only token, never a rate limit: that comment is
+    lost unless the job is rerun, so the step fails and says when."""
+    github.add_pull(12, SHA)
+    github.refusals["POST"] = deque([(403, {}, SECONDARY)])
+    body = tmp_path / "report.md"
+    body.write_text("report")
+    done = comment_cli(github, "--body", str(body), "--pr", "12", "--read-only-ok")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: GitHub rate-limited the comment on PR #12 (403)")
+    assert "retry after" in line and "read-only" not in line
+
+
 def test_cli_needs_a_token(github, tmp_path):
     body = tmp_path / "report.md"
     body.write_text("report")
@@ -205,18 +233,19 @@ def test_cli_needs_a_token(github, tmp_path):
 @pytest.mark.parametrize(
     ("headers", "waited"),
     [
-        ({"Retry-After": "abc"}, 1.0),
+        ({"Retry-After": "abc"}, 60.0),
         ({"Retry-After": "-5"}, 0.0),
-        ({"Retry-After": "nan"}, 1.0),
+        ({"Retry-After": "nan"}, 60.0),
         ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # in the past: no wait
-        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "soon"}, 1.0),
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "soon"}, 60.0),
     ],
 )
-def test_malformed_rate_limit_headers_fall_back_to_backoff(github, headers, waited):
+def test_malformed_rate_limit_headers_count_as_absent(github, headers, waited):
+    """A header that cannot be read says nothing: GitHub's rule for none, a minute, applies."""
     github.add_pull(7, SHA)
     github.failures.append((429, headers, {"message": "slow down"}))
     sleeps: list[float] = []
-    assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
+    assert upsert(client(github, sleeps, budget_s=120), 7, "report", "train").action == "created"
     assert sleeps == [waited]
 
 
@@ -274,12 +303,59 @@ def test_duplicates_of_ours_are_healed_to_one(github):
     assert [c["id"] for c in github.comments_on(7)] == [first]
 
 
-def test_a_secondary_rate_limit_403_is_waited_out(github):
+SECONDARY = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+
+
+def test_a_secondary_rate_limit_403_without_headers_waits_a_minute(github):
+    """GitHub: with no header saying how long, "wait for at least one minute"."""
     github.add_pull(7, SHA)
-    github.failures.append((403, {}, {"message": "You have exceeded a secondary rate limit"}))
+    github.failures.append((403, {}, SECONDARY))
+    sleeps: list[float] = []
+    assert upsert(client(github, sleeps, budget_s=120), 7, "report", "train").action == "created"
+    assert sleeps == [60.0]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "waited"),
+    [
+        ((403, {"x-ratelimit-remaining": "0", "retry-after": "3"}, {"message": "API rate"}), 3.0),
+        ((429, {"x-ratelimit-remaining": "0", "retry-after": "1"}, {"message": "slow"}), 1.0),
+        ((403, {"retry-after": "2"}, SECONDARY), 2.0),
+        ((403, {}, SECONDARY), 60.0),
+    ],
+    ids=["primary-403", "primary-429", "secondary-retry-after", "secondary-no-header"],
+)
+def test_a_rate_limited_create_is_waited_out_and_posted_once(github, refusal, waited):
+    """GitHub refuses a rate-limited request without applying it: the create is retried after
+    the wait the answer asks for, and the PR gets exactly one comment."""
+    github.add_pull(7, SHA)
+    github.refusals["POST"] = deque([refusal])
+    sleeps: list[float] = []
+    result = upsert(client(github, sleeps, budget_s=120), 7, "report", "train")
+    assert result.action == "created" and len(github.comments_on(7)) == 1
+    assert sleeps == [waited] and len(github.calls("POST")) == 2
+
+
+def test_a_primary_rate_limit_is_waited_out_until_its_reset(github):
+    github.add_pull(7, SHA)
+    reset = str(int(time.time()) + 30)
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+    github.refusals["POST"] = deque([(403, headers, {"message": "API rate limit exceeded"})])
     sleeps: list[float] = []
     assert upsert(client(github, sleeps), 7, "report", "train").action == "created"
-    assert sleeps == [1.0]
+    assert len(sleeps) == 1 and 28.0 <= sleeps[0] <= 30.0
+
+
+def test_a_rate_limit_longer_than_the_budget_fails_saying_when_to_retry(github):
+    github.add_pull(7, SHA)
+    github.refusals["POST"] = deque([(403, {}, SECONDARY)])
+    sleeps: list[float] = []
+    with pytest.raises(
+        CommentError, match=r"rate-limited .* retry after \d\d:\d\d:\d\d UTC"
+    ) as error:
+        upsert(client(github, sleeps), 7, "report", "train")
+    assert "read-only" not in str(error.value) and not error.value.read_only
+    assert sleeps == [] and len(github.calls("POST")) == 1  # no wait that cannot succeed
 
 
 def artifact(tmp_path, report: str = "report", **build) -> Path:

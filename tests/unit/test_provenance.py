@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from machine_learning.provenance import build_context
+from machine_learning.provenance import build_context, default_branch_refusal, is_default_branch
 from machine_learning.records import RecordError
 
 ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": "d" * 40, "GITHUB_REF_NAME": "main"}
@@ -81,3 +81,51 @@ def test_a_malformed_event_payload_is_named_not_a_traceback(tmp_path, payload, f
 def test_outside_actions_the_local_checkout_is_read(tmp_path):
     context = build_context({}, cwd=tmp_path)  # not a git checkout: nothing to read, no crash
     assert (context.git_sha, context.event) == ("", "local")
+
+
+def payload_file(tmp_path, payload: dict | None) -> dict[str, str]:
+    """Actions' variables for a run whose event payload is ``payload`` (None: no payload)."""
+    if payload is None:
+        return dict(ACTIONS)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(payload))
+    return ACTIONS | {"GITHUB_EVENT_PATH": str(event)}
+
+
+MAIN_REPOSITORY = {"repository": {"full_name": "octo/battles", "default_branch": "main"}}
+
+
+@pytest.mark.parametrize(
+    ("ref", "payload", "refusal"),
+    [
+        ("refs/heads/main", MAIN_REPOSITORY, None),
+        ("refs/heads/Main", MAIN_REPOSITORY, "this run is on `Main`"),
+        ("refs/heads/MAIN", MAIN_REPOSITORY, "this run is on `MAIN`"),
+        ("refs/heads/main-x", MAIN_REPOSITORY, "this run is on `main-x`"),
+        ("refs/heads/feature/main", MAIN_REPOSITORY, "this run is on `feature/main`"),
+        ("refs/tags/main", MAIN_REPOSITORY, "this run is on `refs/tags/main`"),
+        ("refs/pull/3/merge", MAIN_REPOSITORY, "this run is on `refs/pull/3/merge`"),
+        ("", MAIN_REPOSITORY, "this run is on ``"),
+        ("refs/heads/main", None, "names no repository.default_branch"),
+        ("refs/heads/main", {"repository": {"full_name": "o/r"}}, "names no repository"),
+        ("refs/heads/main", {}, "names no repository.default_branch"),
+    ],
+)
+def test_the_default_branch_is_decided_case_sensitively_from_the_payload(
+    tmp_path, ref, payload, refusal
+):
+    env = payload_file(tmp_path, payload) | {"GITHUB_REF": ref}
+    found = default_branch_refusal(env)
+    assert is_default_branch(env) == (refusal is None)
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None and refusal in found
+    if payload == MAIN_REPOSITORY and refusal:
+        assert found.startswith("promotion is for the default branch `main` only; ")
+
+
+def test_a_malformed_default_branch_is_named(tmp_path):
+    env = payload_file(tmp_path, {"repository": {"default_branch": 5}})
+    with pytest.raises(RecordError, match=r"repository\.default_branch"):
+        is_default_branch(env | {"GITHUB_REF": "refs/heads/main"})

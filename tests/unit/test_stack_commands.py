@@ -124,7 +124,7 @@ def test_server_mode_chooses_the_team_server_when_the_variable_is_set(tmp_path):
             check=True,
         )
         mlflow = metadata.version("mlflow")  # the state cache's key: one MLflow's snapshots
-        assert output.read_text() == f"team={expected}\nmlflow={mlflow}\n"
+        assert output.read_text() == f"team={expected}\nmlflow={mlflow}\ndefault-branch=false\n"
         assert github_env.exists() == (expected == "true")
         assert ("team mode" if team else "ephemeral mode") in done.stdout
     assert (tmp_path / "env-true").read_text() == "MLFLOW_TRACKING_URI=https://mlflow.example.com\n"

@@ -89,3 +89,31 @@ def test_model_requirements_are_pinned_to_installed_versions():
     assert f"mlflow=={metadata.version('mlflow')}" in requirements
     assert all("==" in requirement for requirement in requirements)
     assert any(requirement.startswith("xgboost-cpu==") for requirement in requirements)
+
+
+def test_training_rides_out_a_minute_and_other_commands_give_up_in_seconds():
+    """The window computed as urllib3 (MLflow's HTTP layer) backs off, retry by retry."""
+    from urllib3.exceptions import NewConnectionError
+    from urllib3.util import Retry
+
+    from machine_learning.failures import (
+        MLFLOW_DEFAULTS,
+        OUTAGE_TOLERANCE_S,
+        TRAINING_MLFLOW_DEFAULTS,
+        retry_window_s,
+    )
+
+    for settings in (MLFLOW_DEFAULTS, TRAINING_MLFLOW_DEFAULTS):
+        retries = int(settings["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        retry = Retry(
+            total=retries, backoff_factor=float(settings["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"])
+        )
+        waited = 0.0
+        for _ in range(retries):
+            retry = retry.increment(
+                method="POST", url="/", error=NewConnectionError(None, "refused")
+            )
+            waited += retry.get_backoff_time()
+        assert waited == retry_window_s(settings)
+    assert OUTAGE_TOLERANCE_S <= retry_window_s(TRAINING_MLFLOW_DEFAULTS) <= OUTAGE_TOLERANCE_S + 5
+    assert retry_window_s(MLFLOW_DEFAULTS) <= 5
