@@ -228,13 +228,16 @@ def run_state(args: argparse.Namespace) -> int:
 
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
-    from ci.server_mode import describe_mode
+    from ci.server_mode import describe_mode, state_cache_keys
     from machine_learning.provenance import is_default_branch
 
     team, summary = describe_mode(os.environ)
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
-    # Part of the state cache's key: a snapshot is restored only by the MLflow that saved it.
-    append_github_file("GITHUB_OUTPUT", f"mlflow={metadata.version('mlflow')}", os.environ)
+    # The state cache's keys: a snapshot is restored only by the MLflow that saved it.
+    key, restore_keys = state_cache_keys(os.environ, metadata.version("mlflow"))
+    append_github_file("GITHUB_OUTPUT", f"state-key={key}", os.environ)
+    block = "\n".join(["state-restore-keys<<RESTORE_KEYS", *restore_keys, "RESTORE_KEYS"])
+    append_github_file("GITHUB_OUTPUT", block, os.environ)
     # For the workflow's `if:`s: its own comparison of refs ignores case (`Main` passes).
     on_default = "true" if is_default_branch(os.environ) else "false"
     append_github_file("GITHUB_OUTPUT", f"default-branch={on_default}", os.environ)
@@ -263,10 +266,14 @@ def run_stack_up(args: argparse.Namespace) -> int:
 
 def run_predictor_up(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
+    from ci.stack import PREDICTOR_PORT, published_port
 
-    stack = _on_compose_stack("start_predictor")
-    append_github_file("GITHUB_ENV", f"PREDICTOR_URL={stack.predictor_url}", os.environ)
-    print(f"predictor up: {stack.predictor_url}")
+    # Exported first: if the predictor fails to come up (it cannot load the new champion),
+    # the verify step still knows where to look, finds out why, and rolls back.
+    url = f"http://127.0.0.1:{published_port(os.environ, PREDICTOR_PORT)}"
+    append_github_file("GITHUB_ENV", f"PREDICTOR_URL={url}", os.environ)
+    _on_compose_stack("start_predictor")
+    print(f"predictor up: {url}")
     return 0
 
 

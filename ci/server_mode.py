@@ -8,6 +8,7 @@ run that silently fell back would look like a clean pass; the job summary says w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from machine_learning.provenance import event_payload
@@ -43,3 +44,26 @@ def describe_mode(env: Mapping[str, str]) -> tuple[bool, str]:
         "**MLflow: the ephemeral stack** (no `MLFLOW_TRACKING_URI` repository variable); "
         "state is carried between runs by the Actions cache."
     )
+
+
+def state_cache_keys(env: Mapping[str, str], mlflow_version: str) -> tuple[str, list[str]]:
+    """The state cache's key for this run and its restore-keys (this ref's newest snapshot,
+    then the default branch's). actions/cache refuses keys with a comma, and git allows one in
+    a branch name: such a ref's part of the key has its commas replaced and a hash of the whole
+    ref appended (unique still); every other ref keeps the key it always had, so no lineage is
+    orphaned by this rule."""
+    default = event_payload(env).default_branch or "main"
+    run = f"{env.get('GITHUB_RUN_ID', '0')}-{env.get('GITHUB_RUN_ATTEMPT', '1')}"
+    own = _cache_part(env.get("GITHUB_REF", ""))
+    prefixes = [f"mlflow-state-{mlflow_version}-{own}-"]
+    main = f"mlflow-state-{mlflow_version}-{_cache_part(f'refs/heads/{default}')}-"
+    if main not in prefixes:
+        prefixes.append(main)
+    return f"{prefixes[0]}{run}", prefixes
+
+
+def _cache_part(ref: str) -> str:
+    if "," not in ref:
+        return ref
+    digest = hashlib.sha256(ref.encode()).hexdigest()[:8]
+    return f"{ref.replace(',', '_')}-{digest}"

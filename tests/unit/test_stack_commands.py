@@ -124,10 +124,46 @@ def test_server_mode_chooses_the_team_server_when_the_variable_is_set(tmp_path):
             check=True,
         )
         mlflow = metadata.version("mlflow")  # the state cache's key: one MLflow's snapshots
-        assert output.read_text() == f"team={expected}\nmlflow={mlflow}\ndefault-branch=false\n"
+        assert output.read_text() == (
+            f"team={expected}\nstate-key=mlflow-state-{mlflow}--0-1\n"
+            f"state-restore-keys<<RESTORE_KEYS\nmlflow-state-{mlflow}--\n"
+            f"mlflow-state-{mlflow}-refs/heads/main-\nRESTORE_KEYS\ndefault-branch=false\n"
+        )
         assert github_env.exists() == (expected == "true")
         assert ("team mode" if team else "ephemeral mode") in done.stdout
     assert (tmp_path / "env-true").read_text() == "MLFLOW_TRACKING_URI=https://mlflow.example.com\n"
+
+
+@pytest.mark.parametrize(
+    ("ref", "key", "restore_keys"),
+    [
+        (
+            "refs/heads/main",
+            "mlflow-state-3-refs/heads/main-7-2",
+            ["mlflow-state-3-refs/heads/main-"],
+        ),
+        (
+            "refs/heads/feature/x",
+            "mlflow-state-3-refs/heads/feature/x-7-2",
+            ["mlflow-state-3-refs/heads/feature/x-", "mlflow-state-3-refs/heads/main-"],
+        ),
+        (
+            "refs/heads/a,b",
+            "mlflow-state-3-refs/heads/a_b-8dc9bfb0-7-2",
+            ["mlflow-state-3-refs/heads/a_b-8dc9bfb0-", "mlflow-state-3-refs/heads/main-"],
+        ),
+    ],
+)
+def test_state_cache_keys_hold_no_comma_and_stay_unique(tmp_path, ref, key, restore_keys):
+    from ci.server_mode import state_cache_keys
+
+    event = tmp_path / "event.json"
+    event.write_text('{"repository": {"default_branch": "main"}}')
+    env = {"GITHUB_REF": ref, "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "2"}
+    env["GITHUB_EVENT_PATH"] = str(event)
+    assert state_cache_keys(env, "3") == (key, restore_keys)
+    other = state_cache_keys(env | {"GITHUB_REF": "refs/heads/a_b"}, "3")[0]
+    assert other != key and "," not in key
 
 
 def test_build_info_describes_a_pull_request_build(tmp_path):

@@ -72,3 +72,14 @@ def test_rollback_moves_the_champion_back(story):
         in rolled.step("Roll back").output
     )
     assert rolled.step("Verify the served champion").outcome == "skipped"
+
+
+def test_a_push_to_a_branch_named_Main_never_promotes(story):
+    """GitHub's expressions compare strings ignoring case, and git allows a branch `Main`
+    beside `main`: the default branch is decided by our code, case-sensitively."""
+    story.merged()
+    result = story.push("refs/heads/Main", 106, "Main")
+    assert result.conclusion == "success", failure_details(result)
+    assert result.step("Gate").outcome == "success"
+    assert result.step("Promote").outcome == "skipped"
+    assert "v2" not in result.step("Verify the served champion").output

@@ -102,3 +102,12 @@ def test_fork_pr_comments_only_with_a_genuine_artifact(story):
     genuine = story.comment_on(109, FORK_HEAD, "pull_request")
     assert genuine.conclusion == "success", failure_details(genuine)
     assert len(story.our_comments(fork_pr)) == 1
+
+
+def test_a_branch_whose_name_has_a_comma_trains_and_saves_its_state(story):
+    """actions/cache refuses keys with a comma, which git allows in a branch name."""
+    result = story.push("refs/heads/fix,comma", 115, "comma")
+    assert result.conclusion == "success", failure_details(result)
+    assert result.step("Train").outcome == "success"
+    saved = result.step("Save MLflow state to the cache").output
+    assert "Cache saved with key: mlflow-state-" in saved and "refs/heads/fix_comma-" in saved
