@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from machine_learning.contract.prediction import PredictResponse
     from machine_learning.predict import PredictError, load_predictor, pokedex
 
     if args.input is None and len(args.names) != 2:
@@ -93,17 +93,18 @@ def run_predict(args: argparse.Namespace) -> int:
         raise Failure("--input goes with --output FILE and no names", EXIT_BAD_INPUT)
     try:
         if args.input is None:
-            rows = pokedex().battles([tuple(args.names)])  # names first: no model load if wrong
+            a, b = args.names
+            rows = pokedex().battles([a], [b])  # names first: no model load if wrong
         predictor = load_predictor(_describe(args))
         if args.input is not None:
             return _batch(predictor, args.input, args.output, args.chunk_rows)
-        answer = predictor.answer(rows)
+        answer = predictor.answer_json(rows)
     except PredictError as error:
         raise Failure(str(error), EXIT_BAD_INPUT) from None
     if args.json:
-        print(json.dumps(answer))
+        print(answer.decode())
         return 0
-    battle = answer["predictions"][0]
+    battle = PredictResponse.model_validate_json(answer).predictions[0]
     a, b, p = battle["a"], battle["b"], battle["p_a_wins"]
     winner, loser, odds = (a, b, p) if p >= 0.5 else (b, a, 1 - p)
     print(f"{winner} beats {loser} with probability {odds:.3f} ({predictor.info.label})")

@@ -12,7 +12,8 @@ import numpy as np
 import uvicorn
 
 from machine_learning.predict import ModelInfo, Predictor
-from machine_learning.serve import INLINE_BATTLES, Following, create_app
+from machine_learning.routes import INLINE_BATTLES
+from machine_learning.serve import Following, create_app
 from tests.native_stack import free_port
 
 
