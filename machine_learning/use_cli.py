@@ -163,19 +163,20 @@ def _batch(predictor: Predictor, source: Path, target: Path, chunk_rows: int) ->
 
     done = 0
     try:
-        chunks = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
-        for chunk in chunks:
-            if chunk.empty:  # a header without battles
-                continue
-            try:
-                rows = battle_rows(chunk.to_dict("records"))
-            except PredictError as error:
-                raise PredictError(
-                    f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
-                    f"{target} holds the {done:,} rows before them"
-                ) from None
-            _write(_scored(predictor, rows), target, first=done == 0)
-            done += len(chunk)
+        reader = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
+        with reader as chunks:  # closed on a bad row too, not left to the garbage collector
+            for chunk in chunks:
+                if chunk.empty:  # a header without battles
+                    continue
+                try:
+                    rows = battle_rows(chunk.to_dict("records"))
+                except PredictError as error:
+                    raise PredictError(
+                        f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
+                        f"{target} holds the {done:,} rows before them"
+                    ) from None
+                _write(_scored(predictor, rows), target, first=done == 0)
+                done += len(chunk)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise PredictError(f"cannot read {source}: {str(error).splitlines()[0]}") from None
     if done == 0:  # a header and no battles: still a file with the columns
