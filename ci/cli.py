@@ -13,6 +13,7 @@ from pathlib import Path
 from machine_learning.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
+    http_url,
     int_in,
     nonblank_name,
     output_path,
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--predictor-url",
+        type=http_url,
         default=os.environ.get("PREDICTOR_URL") or "http://127.0.0.1:8000",
         help="the prediction service; taken from $PREDICTOR_URL when set",
     )
@@ -135,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the promoted version (default: the champion now)",
     )
     verify.add_argument(
-        "--timeout", type=SERVED_TIMEOUT, default=180.0, help="seconds to wait for it to be served"
+        "--timeout",
+        type=SERVED_TIMEOUT,
+        default=180.0,
+        help="seconds to wait for it to be served (every call of the wait included)",
     )
     verify.add_argument(
         "--canary-battles", type=CANARY, default=2000, help="fresh battles to score"

@@ -11,12 +11,17 @@ import argparse
 import os
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from machine_learning.failures import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     Failure,
+    first_line,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def run_comment(args: argparse.Namespace) -> int:
@@ -199,7 +204,7 @@ def run_verify(args: argparse.Namespace) -> int:
             move = rollback(client, args.model_name, expected)
             outcome = move.describe(f"rolled back v{expected}")
         except (PromotionRefused, RegistryBusy) as refused:
-            outcome = f"could not roll back: {refused}; v{expected} is still {CHAMPION}"
+            outcome = f"could not roll back: {refused}; {_champion_now(client, args.model_name)}"
         print(f"::error title=Verification of v{expected} failed::{failed}; {outcome}")
         summary = f"### ❌ v{expected} failed verification\n\n{failed}\n\n{outcome}\n"
         append_github_file("GITHUB_STEP_SUMMARY", summary, os.environ)
@@ -207,6 +212,19 @@ def run_verify(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     print(f"verified: the predictor serves v{expected} and it meets every floor")
     return 0
+
+
+def _champion_now(client: MlflowClient, name: str) -> str:
+    """What the registry says now, re-read after a refused rollback: another move (or a
+    concurrent verify's rollback) may have changed the champion since this one was read."""
+    from ci.registry import version_by_alias
+    from machine_learning.provenance import CHAMPION
+
+    try:
+        champion = version_by_alias(client, name, CHAMPION)
+    except Exception as error:  # the line is already about a failure: say this one too
+        return f"the registry could not be re-read ({first_line(error)})"
+    return f"v{champion.version} is {CHAMPION} now" if champion else f"{name} has no {CHAMPION}"
 
 
 def run_state(args: argparse.Namespace) -> int:

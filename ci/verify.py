@@ -1,7 +1,7 @@
 """After promotion: the predictor serves the new champion, answers, and still scores.
 
 A promotion is only trusted once the served model proves it: ``verify`` waits (bounded) until
-the predictor's ``/version`` is the promoted version, sends smoke battles, then re-scores the
+the predictor's ``/v1/version`` is the promoted version, sends smoke battles, then re-scores the
 served model over HTTP on a canary set — fresh battles from a seed of their own, neither the
 training seed nor the test set's — against the gate's floors. What fails is named; the caller
 rolls back.
@@ -17,43 +17,65 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from ci.thresholds import Threshold
 from ci.verdict import Verdict, judge
+from machine_learning.contract.prediction import API_PREFIX, PredictResponse, ServedModel
 
 CANARY_SEED = 2_000_029  # not TEST_SEED (1,000,003), not a default training seed
 CANARY_BATTLES = 2_000
 BATCH = 5_000  # battles per request, under the service's limit
 SMOKE = (("pikachu", "charizard"), ("mewtwo", "magikarp"), ("snorlax", "snorlax"))
 POLL_S = 1.0
+HEALTH_S = 1.0  # after the wait: how long /health may take to say why
 
 
 class VerifyFailed(RuntimeError):
     """The served model is not the promoted one, does not answer, or misses a floor."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the 3xx it is: the predictor named by --predictor-url answers
+    for itself, and a verification must not be passed by whatever host it points to."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 @dataclass
 class PredictorClient:
-    """The prediction service's HTTP API (standard library)."""
+    """The prediction service's HTTP API, version ``API_PREFIX`` (standard library)."""
 
     url: str
-    timeout_s: float = 30.0
+    timeout_s: float = 30.0  # for one call; wait_for_version bounds its whole wait
     sleep: Callable[[float], None] = field(default=time.sleep)
 
-    def get(self, path: str) -> tuple[int, Any, str]:
-        return self._call(urllib.request.Request(self.url.rstrip("/") + path))
+    def get(self, path: str, timeout_s: float | None = None) -> tuple[int, Any, str]:
+        request = urllib.request.Request(self._url(path))
+        return self._call(request, timeout_s)
 
     def predict(self, battles: list[dict]) -> tuple[int, Any, str]:
         body = json.dumps({"battles": battles}).encode()
-        request = urllib.request.Request(
-            self.url.rstrip("/") + "/predict", data=body, method="POST"
-        )
+        request = urllib.request.Request(self._url("/predict"), data=body, method="POST")
         request.add_header("Content-Type", "application/json")
-        return self._call(request)
+        return self._call(request, None)
 
-    def _call(self, request: urllib.request.Request) -> tuple[int, Any, str]:
-        """(status, JSON body, X-Model-Version); status 0 when nothing answered."""
+    def _url(self, path: str) -> str:
+        """The API's routes are versioned; /health stays where probes look for it."""
+        prefix = "" if path == "/health" else API_PREFIX
+        return f"{self.url.rstrip('/')}{prefix}{path}"
+
+    def _call(
+        self, request: urllib.request.Request, timeout_s: float | None
+    ) -> tuple[int, Any, str]:
+        """(status, JSON body, X-Model-Version); status 0 when nothing answered in time."""
+        timeout = self.timeout_s if timeout_s is None else max(timeout_s, 0.1)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
+            with _OPENER.open(request, timeout=timeout) as answer:
                 return (
                     answer.status,
                     json.loads(answer.read()),
@@ -65,25 +87,36 @@ class PredictorClient:
             except ValueError:
                 body = None
             return error.code, body, error.headers.get("X-Model-Version", "")
-        except (OSError, ValueError) as error:  # URLError is an OSError
+        except (OSError, ValueError) as error:  # URLError and timeouts are OSErrors
             return 0, {"error": str(getattr(error, "reason", error))}, ""
 
 
 def wait_for_version(service: PredictorClient, expected: str, timeout_s: float) -> None:
-    """Until ``/version`` says ``expected``; VerifyFailed with what it serves after the wait."""
+    """Until ``/version`` says ``expected``; VerifyFailed with what it serves after the wait.
+    Every call is given what is left of ``timeout_s``, and /health one more second to say
+    why: a predictor that accepts and never answers cannot hold verify past the bound."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status, body, _ = service.get("/version")
-        if status == 200 and isinstance(body, dict) and str(body.get("version")) == expected:
+        left = deadline - time.monotonic()
+        status, body, _ = service.get("/version", timeout_s=left)
+        if status == 200 and _version(body) == expected:
             return
         if time.monotonic() >= deadline:
-            _, health, _ = service.get("/health")
+            _, health, _ = service.get("/health", timeout_s=HEALTH_S)
             raise VerifyFailed(
                 f"the predictor at {service.url} still serves "
                 f"{_served(status, body)} {timeout_s:.0f} s after v{expected} was promoted "
                 f"(health: {json.dumps(health)[:300]})"
             )
-        service.sleep(POLL_S)
+        service.sleep(min(POLL_S, max(deadline - time.monotonic(), 0)))
+
+
+def _version(body: Any) -> str | None:
+    """The version a /version answer names, None when it is not the contract's ServedModel."""
+    try:
+        return ServedModel.model_validate(body).version
+    except ValidationError:
+        return None
 
 
 def smoke(service: PredictorClient, expected: str) -> None:
@@ -136,36 +169,26 @@ def judge_canary(scores: dict[str, float], rules: list[Threshold]) -> list[str]:
 
 
 def probabilities(body: Any, count: int, what: str) -> list[tuple[float, float]]:
-    """(p_a_wins, p_b_wins) of each of ``count`` answered battles; VerifyFailed when the answer
-    is not that (a predictor that answers 200 with anything else is broken, not trusted)."""
-    predictions = body.get("predictions") if isinstance(body, dict) else None
-    if not isinstance(predictions, list) or len(predictions) != count:
-        raise VerifyFailed(f"{what} battles: {count} asked, the answer is not {count} predictions")
-    pairs = []
-    for battle in predictions:
-        pair = _probability_pair(battle)
-        if pair is None:
-            shown = json.dumps(battle)[:200]
-            raise VerifyFailed(f"{what} battles: a prediction is not two probabilities: {shown}")
-        pairs.append(pair)
-    return pairs
-
-
-def _probability_pair(battle: Any) -> tuple[float, float] | None:
-    if not isinstance(battle, dict):
-        return None
-    values = battle.get("p_a_wins"), battle.get("p_b_wins")
-    if not all(_is_probability(value) for value in values):
-        return None
-    return float(values[0]), float(values[1])
-
-
-def _is_probability(value: Any) -> bool:
-    """A JSON number in [0, 1] (not a boolean; nan compares false)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+    """(p_a_wins, p_b_wins) of each of ``count`` answered battles, read with the contract's
+    response model; VerifyFailed when the answer is not that (a predictor that answers 200
+    with anything else is broken, not trusted)."""
+    try:
+        answer = PredictResponse.model_validate(body)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        where = ".".join(map(str, problem["loc"])) or "the body"
+        raise VerifyFailed(
+            f"{what} battles: the answer is not the predictor's response "
+            f"({where}: {problem['msg']})"
+        ) from None
+    if len(answer.predictions) != count:
+        raise VerifyFailed(
+            f"{what} battles: {count} asked, {len(answer.predictions)} predictions answered"
+        )
+    return [(battle["p_a_wins"], battle["p_b_wins"]) for battle in answer.predictions]
 
 
 def _served(status: int, body: Any) -> str:
-    if status == 200 and isinstance(body, dict):
+    if status == 200 and isinstance(body, dict) and _version(body) is not None:
         return f"v{body.get('version') or body.get('uri')}"
     return f"nothing it can name ({status or 'no answer'}: {body})"

@@ -126,3 +126,21 @@ def _whole_number(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def http_url(text: str) -> str:
+    """An http(s) URL with a host: what a service (the predictor) is reached at. Anything else
+    (``ftp://``, ``file:``, a bare host) is refused while parsing, naming the option."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        has_host = bool(parts.hostname)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not has_host:
+        raise argparse.ArgumentTypeError(
+            f"expected an http(s) URL such as http://host:8000, got {text!r}"
+        )
+    return text

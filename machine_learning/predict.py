@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.data import STATS, load_pokedex, load_type_chart
+from pydantic import TypeAdapter, ValidationError
+
+from machine_learning.contract.prediction import (
+    MAX_NAME_CHARS,
+    MAX_STAT,
+    NAMED_BATTLES,
+    RAW_BATTLES,
+    STATS,
+    response_json,
+)
+from machine_learning.data import load_pokedex
 from machine_learning.datasets import RAW_COLUMNS, SIDE_COLUMNS
 from machine_learning.failures import first_line
 from machine_learning.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_MODEL_URI = f"models:/{REGISTERED_MODEL}@{CHAMPION}"
+TYPED_NAMES_KEPT = 100_000
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
@@ -41,10 +52,16 @@ class Pokedex:
         self.names: list[str] = table["name"].tolist()
         self._index = {key(name): row for row, name in enumerate(self.names)}
         self._index |= {ident: row for row, ident in enumerate(table["id"])}
+        # Names as typed → row: a batch names the same few spellings again and again, and
+        # a dict hit costs a tenth of key()'s regular expression (10,000 battles: 27 → 3 ms).
+        self._typed: dict[str, int] = {}
         self._columns = {column: table[column].to_numpy() for column in SIDE_COLUMNS}
 
     def find(self, name: str) -> int:
         """The row of ``name``; PredictError with the closest names when there is none."""
+        row = self._typed.get(name)
+        if row is not None:
+            return row
         row = self._index.get(key(name))
         if row is None:
             close = difflib.get_close_matches(key(name), self._index, n=3, cutoff=0.6)
@@ -54,18 +71,24 @@ class Pokedex:
                 else "see the names in machine_learning/data/pokedex.csv"
             )
             raise PredictError(f"unknown Pokémon {name[:60]!r}: {hint}")
+        if len(self._typed) < TYPED_NAMES_KEPT:  # bounded: spellings are endless
+            self._typed[name] = row
         return row
 
-    def battles(self, pairs: Iterable[tuple[str, str]]) -> pd.DataFrame:
-        """Raw battle rows for (a, b) name pairs, with the Pokédex's spelling of each name."""
+    def battles(self, a_names: Sequence[str], b_names: Sequence[str]) -> pd.DataFrame:
+        """Raw battle rows for a[i] vs b[i], with the Pokédex's spelling of each name: one
+        array lookup per column, not a dict per battle."""
+        import numpy as np
         import pandas as pd
 
-        rows = [(self.find(a), self.find(b)) for a, b in pairs]
-        a_rows, b_rows = ([row[i] for row in rows] for i in (0, 1))
+        a_rows, b_rows = (
+            np.fromiter(map(self.find, names), dtype=np.intp, count=len(names))
+            for names in (a_names, b_names)
+        )
         return pd.DataFrame(
             {
-                f"{side}_{column}": self._columns[column][index]
-                for side, index in (("a", a_rows), ("b", b_rows))
+                f"{side}_{column}": self._columns[column].take(rows)
+                for side, rows in (("a", a_rows), ("b", b_rows))
                 for column in SIDE_COLUMNS
             }
         )
@@ -81,31 +104,84 @@ def pokedex() -> Pokedex:
     return Pokedex()
 
 
-def raw_rows(records: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """Full raw battle rows as given (a batch file's or a request's), checked column by column:
-    a wrong type or stat is named here, not deep inside the model."""
+def by_name(records: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the battles are given by name (a record has ``a`` or ``b``), else raw rows."""
+    return any("a" in record or "b" in record for record in records)
+
+
+def battle_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Battles given by name pairs or by full raw rows (a request's or a batch file's), checked
+    against the prediction contract, as the model's input. The form is chosen from the fields
+    rather than left to a union, so a bad battle is told what its own form lacks."""
+    if not by_name(records):
+        return raw_rows(records)
+    battles = _validated(NAMED_BATTLES, records, _named_reason)
+    return pokedex().battles([b["a"] for b in battles], [b["b"] for b in battles])
+
+
+def raw_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Full raw battle rows as given, each field checked (types known, base stats whole
+    numbers from 1 to MAX_STAT): a bad value is named here, not deep inside the model, and
+    never reaches the features' 64-bit arithmetic."""
     import pandas as pd
 
-    table = pd.DataFrame.from_records(records)
-    missing = [column for column in RAW_COLUMNS if column not in table.columns]
-    if missing:
-        raise PredictError(f"rows lack the columns {', '.join(missing)}")
-    table = table[list(RAW_COLUMNS)].copy()
-    types = set(load_type_chart()[0])
+    rows = _validated(RAW_BATTLES, records, _raw_reason)
+    table = pd.DataFrame.from_records(rows, columns=list(RAW_COLUMNS))
     for side in "ab":
+        table[f"{side}_type2"] = table[f"{side}_type2"].fillna("")
         for stat in STATS:
-            column = f"{side}_{stat}"
-            values = pd.to_numeric(table[column], errors="coerce")
-            if values.isna().any() or (values <= 0).any():
-                raise PredictError(f"{column} must be a positive number in every row")
-            table[column] = values.astype("int64")
-        for slot, allowed in ((f"{side}_type1", types), (f"{side}_type2", types | {""})):
-            table[slot] = table[slot].fillna("").astype(str)
-            unknown = sorted(set(table[slot]) - allowed)
-            if unknown:
-                raise PredictError(f"{slot}: unknown type {unknown[0][:30]!r}")
-        table[f"{side}_name"] = table[f"{side}_name"].fillna("").astype(str)
+            table[f"{side}_{stat}"] = table[f"{side}_{stat}"].astype("int64")
     return table
+
+
+def _validated(adapter: TypeAdapter, records: Sequence[Any], reason: Callable) -> list:
+    """``records`` through the contract's ``adapter``; PredictError with the first reason."""
+    try:
+        return adapter.validate_python(records)
+    except ValidationError as error:
+        raise PredictError(reason(error.errors(include_url=False)[0], records)) from None
+
+
+def _named_reason(error: Mapping[str, Any], records: Sequence[Any]) -> str:
+    """One line for the first field of battles by name that breaks the contract."""
+    index, field = (*error["loc"], "")[:2]
+    if error["type"] in ("missing", "extra_forbidden"):
+        fields = ", ".join(sorted(map(str, records[index]))) or "none"
+        return f"a battle by name has exactly the fields a and b; one has {fields}"
+    if error["type"] == "string_type":
+        return "names must be strings"
+    if error["type"].startswith("string_too"):
+        return f"battle {index + 1}: {field} must be 1 to {MAX_NAME_CHARS} characters"
+    return f"every battle must be an object ({error['msg']})"
+
+
+def _raw_reason(error: Mapping[str, Any], records: Sequence[Any]) -> str:
+    """One line for the first field of raw rows that breaks the contract."""
+    index, column = (*error["loc"], "")[:2]
+    if error["type"] == "missing":
+        lacking = [column for column in RAW_COLUMNS if column not in records[index]]
+        return f"rows lack the columns {', '.join(lacking)}"
+    shown = _shown(error["input"])
+    if column.endswith(tuple(f"_{stat}" for stat in STATS)):
+        return (
+            f"{column} must be a positive number in every row (a whole base stat from 1 to "
+            f"{MAX_STAT:,}); row {index + 1} has {shown}"
+        )
+    if "_type" in column:
+        return f"{column}: unknown type {shown}"
+    if column:
+        limit = f"at most {MAX_NAME_CHARS} characters"
+        return f"{column} must be a name of {limit}; row {index + 1} has {shown}"
+    return f"every battle must be an object ({error['msg']})"
+
+
+def _shown(value: Any) -> str:
+    """A value as a short quote (a number of thousands of digits has no repr)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "a number of thousands of digits"
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 @dataclass(frozen=True)
@@ -176,14 +252,18 @@ class Predictor:
         enforcement, the rows were built or checked with exactly the model's columns)."""
         return self.pipeline.predict_proba(rows)[:, 1]
 
-    def answer(self, rows: pd.DataFrame) -> dict[str, Any]:
-        """The service's JSON shape for these battles."""
-        p = self.p_a_wins(rows)
-        predictions = [
-            {"a": a, "b": b, "p_a_wins": round(float(pa), 6), "p_b_wins": round(1 - float(pa), 6)}
-            for a, b, pa in zip(rows["a_name"], rows["b_name"], p, strict=True)
-        ]
-        return {"model_version": self.info.version or None, "predictions": predictions}
+    def answer_json(self, rows: pd.DataFrame) -> bytes:
+        """The prediction API's response for these battles (contract.PredictResponse)."""
+        import numpy as np
+
+        p = self.p_a_wins(rows).astype(np.float64)  # float32's repr is not the rounded value
+        return response_json(
+            self.info.version or None,
+            rows["a_name"].tolist(),
+            rows["b_name"].tolist(),
+            p.round(6).tolist(),
+            (1 - p).round(6).tolist(),
+        )
 
 
 def load_predictor(info: ModelInfo) -> Predictor:
@@ -196,24 +276,3 @@ def load_predictor(info: ModelInfo) -> Predictor:
     except (MlflowException, OSError) as error:
         raise PredictError(f"cannot load the model {info.load_uri}: {first_line(error)}") from None
     return Predictor(info, pipeline)
-
-
-def pairs_of(records: list[Mapping[str, Any]]) -> list[tuple[str, str]] | None:
-    """(a, b) name pairs when the battles are given by name (a record has ``a`` or ``b``);
-    None for raw rows. A battle by name with a field missing or extra is told so, rather than
-    that it lacks the 18 columns of a raw row."""
-    if not any("a" in r or "b" in r for r in records):
-        return None
-    for record in records:
-        if set(record) != {"a", "b"}:
-            fields = ", ".join(sorted(map(str, record))) or "none"
-            raise PredictError(f"a battle by name has exactly the fields a and b; one has {fields}")
-        if not (isinstance(record["a"], str) and isinstance(record["b"], str)):
-            raise PredictError("names must be strings")
-    return [(r["a"], r["b"]) for r in records]
-
-
-def battle_rows(records: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """Battles given by name pairs or by full raw rows, as the model's input."""
-    pairs = pairs_of(records)
-    return pokedex().battles(pairs) if pairs is not None else raw_rows(records)

@@ -9,42 +9,26 @@ A folder, ``runs:/`` or ``models:/name/3`` URI serves that fixed model.
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
 
+from machine_learning.contract.prediction import API_PREFIX, API_VERSION, PredictRequest
 from machine_learning.failures import first_line
-from machine_learning.predict import (
-    ModelInfo,
-    PredictError,
-    Predictor,
-    battle_rows,
-    describe,
-    load_predictor,
-    pokedex,
-)
+from machine_learning.predict import ModelInfo, Predictor, describe, load_predictor
+from machine_learning.routes import api_router, probe_router
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-MAX_BATTLES = 10_000  # per request: the benchmark's batch, answered within a second
-MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
-# Larger requests are scored in a worker thread: 10,000 battles take ~0.07 s, which on the event
-# loop would hold up /health and every small request behind them. Small ones stay on the loop:
-# a thread hop for every request cut the load test's throughput by a third (22,748 requests in
-# 60 s instead of 33,544; benchmarks/serving.py).
-INLINE_BATTLES = 100
 DEFAULT_POLL_S = 10.0
-TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
+COMPONENT = "#/components/schemas/{model}"
 PAGE = Path(__file__).resolve().parent / "page.html"
 
 
@@ -97,90 +81,37 @@ class Following:
 
 
 def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
-    """The HTTP service around a Following model (routes below; metrics per request)."""
+    """The HTTP service around a Following model: the API under /v1 and at the root (its
+    aliases), the probes, and the OpenAPI document at /v1/openapi.json. No docs page: FastAPI's
+    loads its scripts from a CDN, which a predictor on a closed network cannot reach."""
     metrics = Metrics()
-    page_html = PAGE.read_text(encoding="utf-8")
-    app = FastAPI(title="Pokémon battle predictor", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Pokémon battle predictor",
+        version=API_VERSION,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-
-    @app.get("/health")
-    def health() -> JSONResponse:
-        served = following.current
-        status = "unavailable" if served is None else "degraded" if following.error else "ok"
-        body = {
-            "status": status,
-            "model_version": served.info.version if served else None,
-            "error": following.error or None,
-        }
-        return JSONResponse(body, status_code=503 if served is None else 200)
-
-    @app.get("/version")
-    def version() -> JSONResponse:
-        served = following.current
-        if served is None:
-            return JSONResponse({"error": following.error}, status_code=503)
-        return JSONResponse(served.info.to_dict())
-
-    @app.get("/names")
-    def names() -> JSONResponse:
-        return JSONResponse(pokedex().names)
-
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        served = following.current  # one version answers the whole request
-        status, body = await _answer(request, served)
-        version = served.info.version if served else ""
-        metrics.observe(status, time.perf_counter() - started)
-        headers = {"X-Model-Version": version} if served else {}
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        served = following.current
-        text = metrics.render(served.info.version if served else "")
-        return Response(text, media_type="text/plain; version=0.0.4")
-
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return page_html
-
+    api = api_router(following, metrics)
+    app.include_router(api, prefix=API_PREFIX)
+    app.include_router(api, include_in_schema=False)  # /predict, /version, /names: aliases
+    app.include_router(probe_router(following, metrics, PAGE.read_text(encoding="utf-8")))
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
 
-async def _answer(request: Request, served: Predictor | None) -> tuple[int, dict]:
-    """(status, JSON body) of a /predict request: 4xx that say what to fix."""
-    if served is None:
-        return 503, {"error": "no model loaded yet; see /health"}
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return 413, TOO_LARGE
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            return 413, TOO_LARGE
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return 400, {"error": 'the body is not JSON: send {"battles": [{"a": …, "b": …}]}'}
-    battles = document.get("battles") if isinstance(document, dict) else None
-    if not isinstance(battles, list) or not battles:
-        return 422, {"error": 'expected {"battles": [{"a": name, "b": name}, …]} (or raw rows)'}
-    if len(battles) > MAX_BATTLES:
-        return 413, {"error": f"{len(battles):,} battles; at most {MAX_BATTLES:,} per request"}
-    if not all(isinstance(b, dict) for b in battles):
-        return 422, {"error": "every battle must be an object"}
-
-    def score() -> dict:
-        return served.answer(battle_rows(battles))
-
-    try:
-        if len(battles) > INLINE_BATTLES:
-            return 200, await run_in_threadpool(score)
-        return 200, score()
-    except PredictError as error:
-        return 422, {"error": str(error)}
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document of the routes, with the contract's PredictRequest added to its
+    components (the predict route reads its body itself, so FastAPI does not list it)."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schema = PredictRequest.model_json_schema(ref_template=COMPONENT)
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}))
+        components["PredictRequest"] = schema
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 class Metrics:

@@ -155,6 +155,24 @@ def command_client(cli_uri: str | None, allow_fallback: bool = True) -> MlflowCl
     return mlflow.MlflowClient(target.uri)
 
 
+def serving_client(cli_uri: str | None) -> MlflowClient:
+    """The registry a long-running service follows. A configured server that does not answer
+    yet is kept rather than swapped for the embedded store, which would never hold the
+    champion: the service asks the server again every poll and serves once it is back."""
+    import os
+
+    import mlflow
+
+    try:
+        target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=False)
+    except TrackingUnavailable:
+        uri = cli_uri or os.environ["MLFLOW_TRACKING_URI"]
+        target = TrackingTarget(uri, "configured; not answering yet, asked again every poll")
+    print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
+    mlflow.set_tracking_uri(target.uri)
+    return mlflow.MlflowClient(target.uri)
+
+
 def model_requirements() -> list[str]:
     """Pinned requirements of the logged model, from the versions installed here."""
     return [f"{name}=={metadata.version(name)}" for name in MODEL_REQUIREMENTS]

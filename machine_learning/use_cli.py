@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from machine_learning.predict import Predictor
 
 OUTPUT_COLUMNS = ("a", "b", "p_a_wins", "p_b_wins", "model_version", "model_uri")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_ROWS = 50_000  # battles per batch step: memory stays flat whatever the input's size
 PORT = int_in(1, 65_535, "a TCP port")
 POLL_INTERVAL = seconds_in(0.1, 86_400, "faster polls load the registry, slower ones lag a day")
@@ -72,10 +74,36 @@ def add_parsers(commands) -> None:
     )
     serve.add_argument(
         "--allowed-hosts",
+        type=allowed_hosts,
         default="localhost,127.0.0.1,predictor",
-        help="Host headers answered (comma-separated; others get 400): DNS-rebinding protection",
+        help="Host headers answered (comma-separated; others get 400): DNS-rebinding protection. "
+        "MLflow's form (localhost:*, 127.0.0.1:5000) is accepted: any port of that host",
     )
     _add_model_options(serve)
+
+
+def allowed_hosts(text: str) -> list[str]:
+    """The hosts of ``--allowed-hosts``, ports dropped (``localhost:*`` as the MLflow server's
+    flag is written, ``host:8000``): the service compares the Host header without its port.
+    ``*`` alone or inside a name would answer any Host, which the option exists to prevent."""
+    hosts = [_without_port(host.strip()) for host in text.split(",") if host.strip()]
+    if not hosts:
+        raise argparse.ArgumentTypeError("no host given: every request would be refused")
+    wild = [h for h in hosts if "*" in h and not (h.startswith("*.") and "*" not in h[2:])]
+    if wild:
+        raise argparse.ArgumentTypeError(
+            f"{wild[0]!r} would answer any Host (DNS-rebinding protection off); "
+            "list the names, or a domain as *.example.com"
+        )
+    return hosts
+
+
+def _without_port(host: str) -> str:
+    """``name:port`` or ``name:*`` → ``name``; ``[::1]:*`` → ``[::1]``; a bare IPv6 as is."""
+    name, colon, port = host.rpartition(":")
+    if colon and (port == "*" or port.isdigit()) and (host.count(":") == 1 or name.endswith("]")):
+        return name
+    return host
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from machine_learning.contract.prediction import PredictResponse
     from machine_learning.predict import PredictError, load_predictor, pokedex
 
     if args.input is None and len(args.names) != 2:
@@ -100,23 +129,38 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     if args.input is not None and (args.names or args.output is None):
         raise Failure("--input goes with --output FILE and no names", EXIT_BAD_INPUT)
+    if args.input is not None and _same_file(args.input, args.output):
+        raise Failure(
+            f"--output {args.output} is the input file {args.input}: the predictions would "
+            "overwrite the battles; write them elsewhere",
+            EXIT_BAD_INPUT,
+        )
     try:
         if args.input is None:
-            rows = pokedex().battles([tuple(args.names)])  # names first: no model load if wrong
+            a, b = args.names
+            rows = pokedex().battles([a], [b])  # names first: no model load if wrong
         predictor = load_predictor(_describe(args))
         if args.input is not None:
             return _batch(predictor, args.input, args.output, args.chunk_rows)
-        answer = predictor.answer(rows)
+        answer = predictor.answer_json(rows)
     except PredictError as error:
         raise Failure(str(error), EXIT_BAD_INPUT) from None
     if args.json:
-        print(json.dumps(answer))
+        print(answer.decode())
         return 0
-    battle = answer["predictions"][0]
+    battle = PredictResponse.model_validate_json(answer).predictions[0]
     a, b, p = battle["a"], battle["b"], battle["p_a_wins"]
     winner, loser, odds = (a, b, p) if p >= 0.5 else (b, a, 1 - p)
     print(f"{winner} beats {loser} with probability {odds:.3f} ({predictor.info.label})")
     return 0
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    """True when ``target`` is ``source`` itself, through a symbolic or hard link included."""
+    try:
+        return os.path.samefile(source, target)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
 
 
 def _batch(predictor: Predictor, source: Path, target: Path, chunk_rows: int) -> int:
@@ -128,19 +172,20 @@ def _batch(predictor: Predictor, source: Path, target: Path, chunk_rows: int) ->
 
     done = 0
     try:
-        chunks = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
-        for chunk in chunks:
-            if chunk.empty:  # a header without battles
-                continue
-            try:
-                rows = battle_rows(chunk.to_dict("records"))
-            except PredictError as error:
-                raise PredictError(
-                    f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
-                    f"{target} holds the {done:,} rows before them"
-                ) from None
-            _write(_scored(predictor, rows), target, first=done == 0)
-            done += len(chunk)
+        reader = pd.read_csv(source, chunksize=chunk_rows, dtype=str, keep_default_na=False)
+        with reader as chunks:  # closed on a bad row too, not left to the garbage collector
+            for chunk in chunks:
+                if chunk.empty:  # a header without battles
+                    continue
+                try:
+                    rows = battle_rows(chunk.to_dict("records"))
+                except PredictError as error:
+                    raise PredictError(
+                        f"{source}, rows {done + 1:,}-{done + len(chunk):,}: {error}; "
+                        f"{target} holds the {done:,} rows before them"
+                    ) from None
+                _write(_scored(predictor, rows), target, first=done == 0)
+                done += len(chunk)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise PredictError(f"cannot read {source}: {str(error).splitlines()[0]}") from None
     if done == 0:  # a header and no battles: still a file with the columns
@@ -155,7 +200,16 @@ def _scored(predictor: Predictor, rows) -> pd.DataFrame:
     p = predictor.p_a_wins(rows)
     values = (rows["a_name"], rows["b_name"], p.round(6), (1 - p).round(6))
     scored = pd.DataFrame(dict(zip(OUTPUT_COLUMNS, values, strict=False)))
-    return scored.assign(model_version=predictor.info.version, model_uri=predictor.info.uri)
+    scored = scored.assign(model_version=predictor.info.version, model_uri=predictor.info.uri)
+    for column in ("a", "b", "model_uri"):
+        scored[column] = spreadsheet_safe(scored[column])
+    return scored
+
+
+def spreadsheet_safe(cells: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet would run as a formula (OWASP's CSV injection: starting with
+    = + - @, a tab or a carriage return) prefixed with ``'``, which shows them as text."""
+    return cells.where(~cells.str.startswith(FORMULA_STARTS), "'" + cells)
 
 
 def _write(scored: pd.DataFrame, target: Path, first: bool) -> None:
@@ -182,18 +236,41 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from machine_learning.serve import Following, create_app
-    from machine_learning.tracking import command_client
+    from machine_learning.tracking import serving_client
 
+    listening = _listen(args.host, args.port)  # first: a taken port is said before any work
     on_server = args.model_uri.startswith(SERVER_URIS)
-    client = command_client(args.tracking_uri) if on_server else None
+    client = serving_client(args.tracking_uri) if on_server else None
     following = Following(args.model_uri, client, args.poll_interval).start()
     if following.current is None and not following.follows_alias:
+        listening.close()
         raise Failure(following.error, EXIT_BAD_INPUT)
-    hosts = [host.strip() for host in args.allowed_hosts.split(",") if host.strip()]
     served = (
         following.current.info.label if following.current else f"nothing yet ({following.error})"
     )
     print(f"serving {served} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(following, hosts), host=args.host, port=args.port, log_level="warning")
+    app = create_app(following, args.allowed_hosts)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
     following.stop()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The service's socket, bound before the model is loaded: a port in use or an address this
+    machine does not have is bad input (exit 2) in one line, and no "serving" line is printed
+    for an address nothing will answer on."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        raise Failure(f"--host {host}: {error.strerror or error}", EXIT_BAD_INPUT) from None
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        where = f"{host}:{port}"
+        raise Failure(
+            f"--port {port}: cannot listen on {where}: {error.strerror}", EXIT_BAD_INPUT
+        ) from None
+    return listening

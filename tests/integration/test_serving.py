@@ -13,9 +13,12 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -170,10 +173,10 @@ class Service:
     """The compose file's predictor service as a local process (as the native stack runs the
     mlflow service), and requests to it."""
 
-    def __init__(self, stack, model_uri: str, cwd) -> None:
+    def __init__(self, stack, model_uri: str, cwd, flags: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        overrides = {"--model-uri": model_uri, "--poll-interval": "0.5"}
+        overrides = {"--model-uri": model_uri, "--poll-interval": "0.5"} | (flags or {})
         self.log = cwd / f"predictor-{self.port}.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -426,3 +429,180 @@ def test_a_person_picks_two_pokemon_and_sees_who_wins_and_which_version_said_so(
     browser.find_element(By.ID, "ask").click()
     wait.until(lambda d: d.find_element(By.ID, "error").text)
     assert "did you mean Pikachu" in browser.find_element(By.ID, "error").text
+
+
+def test_predict_refuses_to_write_over_its_input(stack, registry, tmp_path):
+    _, _, root = registry
+    battles = tmp_path / "pairs.csv"
+    battles.write_text("a,b\npikachu,charizard\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(battles)
+    model = str(root / "xgboost" / "model")
+    for output in (battles, link):
+        done = predict(
+            stack, root, "--input", str(battles), "--output", str(output), "--model-uri", model
+        )
+        assert done.returncode == 2, done.stderr
+        assert "is the input file" in done.stderr.strip().splitlines()[-1]
+    assert battles.read_text() == "a,b\npikachu,charizard\n"
+
+
+@pytest.mark.parametrize(
+    ("stat", "shown"), [("Infinity", "'Infinity'"), ("1e400", "'1e400'"), ("1e300", "'1e300'")]
+)
+def test_a_batch_row_with_a_stat_out_of_bounds_is_bad_input(stack, registry, tmp_path, stat, shown):
+    from machine_learning.datasets import RAW_COLUMNS, held_out_battles
+    from machine_learning.simulator import Scenario
+
+    _, _, root = registry
+    rows = held_out_battles(2, Scenario.RANDOM)[list(RAW_COLUMNS)].astype(str)
+    rows.loc[1, "b_atk"] = stat
+    source, target = tmp_path / "raw.csv", tmp_path / "out.csv"
+    rows.to_csv(source, index=False)
+    model = str(root / "xgboost" / "model")
+    done = predict(
+        stack, root, "--input", str(source), "--output", str(target), "--model-uri", model
+    )
+    assert done.returncode == 2, done.stderr
+    assert "b_atk must be a positive number in every row" in done.stderr
+    assert f"row 2 has {shown}" in done.stderr
+
+
+def test_batch_output_cells_never_start_a_spreadsheet_formula(stack, registry, tmp_path):
+    from machine_learning.datasets import RAW_COLUMNS, held_out_battles
+    from machine_learning.simulator import Scenario
+
+    _, _, root = registry
+    rows = held_out_battles(3, Scenario.RANDOM)[list(RAW_COLUMNS)]
+    rows["a_name"] = ["=cmd|' /C calc'!A0", "@SUM(1)", "-2+3"]
+    source, target = tmp_path / "raw.csv", tmp_path / "out.csv"
+    rows.to_csv(source, index=False)
+    model = str(root / "xgboost" / "model")
+    done = predict(
+        stack, root, "--input", str(source), "--output", str(target), "--model-uri", model
+    )
+    assert done.returncode == 0, done.stderr
+    names = [row["a"] for row in read_csv(target)]
+    assert names == ["'=cmd|' /C calc'!A0", "'@SUM(1)", "'-2+3"]
+
+
+def serve_command(stack, port: int, **flags: str) -> list[str]:
+    return predictor_command(
+        stack.tracking_uri, port, {f"--{k.replace('_', '-')}": v for k, v in flags.items()}
+    )
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_exit_2(stack, registry):
+    _, _, root = registry
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            serve_command(stack, port, model_uri=str(root / "xgboost" / "model")),
+            cwd=root, env=cli_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "serving" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: --port {port}: cannot listen")
+
+
+def test_serve_takes_mlflows_allowed_hosts_form_and_refuses_an_empty_one(stack, registry):
+    _, _, root = registry
+    running = Service(
+        stack, str(root / "xgboost" / "model"), root, {"--allowed-hosts": "localhost:*,127.0.0.1:*"}
+    )
+    try:
+        assert running.get("/health")[0] == 200
+        assert running.get("/health", host="localhost:8000")[0] == 200
+        assert running.get("/health", host="evil.example.com")[0] == 400
+    finally:
+        running.stop()
+    done = subprocess.run(
+        serve_command(stack, free_port(), allowed_hosts=""),
+        cwd=root, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: argument --allowed-hosts: no host given")
+
+
+class Forwarder:
+    """A TCP relay to the tracking server, started late: a registry that comes back."""
+
+    def __init__(self, target: str) -> None:
+        self.target = urllib.parse.urlsplit(target)
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.target.hostname, self.target.port))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    def stop(self) -> None:
+        self.server.close()
+
+
+def test_serve_started_while_the_registry_is_down_serves_the_champion_once_it_is_back(
+    stack, registry
+):
+    _, name, root = registry
+    registry_later = Forwarder(stack.tracking_uri)
+    port = free_port()
+    command = predictor_command(
+        f"http://127.0.0.1:{registry_later.port}", port,
+        {"--model-uri": f"models:/{name}@champion", "--poll-interval": "0.5"},
+    )  # fmt: skip
+    log = root / f"predictor-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=root, env=cli_env(), stdout=output, stderr=output)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and b"serving" not in log.read_bytes():
+            time.sleep(0.2)
+        assert b"serving nothing yet" in log.read_bytes(), log.read_text()
+        assert b"sqlite" not in log.read_bytes()
+        registry_later.start()
+        deadline = time.monotonic() + 60
+        version = None
+        while time.monotonic() < deadline and version != "1":
+            try:
+                with urllib.request.urlopen(url + "/v1/version", timeout=5) as answer:
+                    version = json.loads(answer.read())["version"]
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.3)
+        assert version == "1", log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        registry_later.stop()
+
+
+def test_verify_says_who_is_champion_when_its_rollback_is_refused(stack, service):
+    """The champion moved meanwhile (here: v1 serves while v3 is to be verified): nothing is
+    rolled back, and the line names v1 as champion, not v3."""
+    running, client, name = service
+    client.set_registered_model_alias(name, "previous-champion", "2")
+    done = verify(stack, running, name, "--expect-version", "3", "--timeout", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "nothing rolled back; v1 is champion now" in done.stdout
+    assert "v3 is still champion" not in done.stdout
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
