@@ -2,13 +2,13 @@
 
 Two figures per feature, as Evidently reports them:
 
-- **PSI** (population stability index) over the reference bins: ``Σ (a − e) · ln(a / e)``
+- **PSI** (population stability index) over the reference bins: ``Σ (a - e) · ln(a / e)``
   with ``e`` the reference share and ``a`` the window's. A share of 0 on either side would make
   it infinite, so both are clipped to ``EPSILON`` (1e-4) first: an emptied bin still adds a
   large term (0.69 for a reference decile), and 1e-4 is below one battle's share in any window
   the monitor judges (≤ 10,000 rows), so it never outweighs a bin that holds a battle.
-  The usual reading: < 0.1 stable, 0.1–0.25 moderate, > 0.25 a shift.
-- **a test suited to the kind**: for a continuous feature, the two-sample Kolmogorov–Smirnov
+  The usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a shift.
+- **a test suited to the kind**: for a continuous feature, the two-sample Kolmogorov-Smirnov
   test against the profile's stored sample (exact for small samples, asymptotic otherwise;
   conservative with tied values, such as integer base stats); for a categorical one, Pearson's
   chi-square goodness of fit to the reference shares (taken as exact: they come from the whole
@@ -81,7 +81,7 @@ def population_stability_index(
 
 
 def ks_test(reference_sample: np.ndarray, values: np.ndarray) -> tuple[float, float]:
-    """Two-sample Kolmogorov–Smirnov statistic and p-value."""
+    """Two-sample Kolmogorov-Smirnov statistic and p-value."""
     from scipy import stats
 
     result = stats.ks_2samp(reference_sample, values)

@@ -1,6 +1,7 @@
 """What the monitor profiles and measures, named once: the profile, the thresholds and the record.
 
-Standard library only, so ``ci`` can validate ``monitor.<metric>`` thresholds without numpy.
+Light (no pandas, scipy or scikit-learn), so ``ci`` validates ``monitor.<metric>`` thresholds
+cheaply.
 
 Why these features. The ``balanced`` scenario (the natural drift of this domain) draws side A
 over the same Pokédex as ``random`` and side B near it in base-stat-total order, so every

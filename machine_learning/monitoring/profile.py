@@ -5,7 +5,7 @@ monitor can compare any window of live battles with the data *that version* lear
 
 - a **continuous** feature keeps its quantile bin edges (``bins`` bins, fewer when ties merge
   edges), the training share per bin (for PSI) and a seeded random sample of at most
-  ``SAMPLE_SIZE`` values (for the two-sample Kolmogorov–Smirnov test);
+  ``SAMPLE_SIZE`` values (for the two-sample Kolmogorov-Smirnov test);
 - a **categorical** one (the types, the speed order) keeps its categories, most frequent first,
   with their shares and the share of anything else (for PSI and the chi-square test).
 
@@ -200,7 +200,9 @@ def build_profile(
         raise ValueError(f"bins must be 2..{MAX_BINS} and sample_size 1..{MAX_SAMPLE}")
     rng = np.random.default_rng(seed)
     values = feature_values(train, version)
-    features = [_profile_one(name, column, bins, sample_size, rng) for name, column in values.items()]
+    features = [
+        _profile_one(name, column, bins, sample_size, rng) for name, column in values.items()
+    ]
     probabilities = np.asarray(test_probabilities, dtype=float)
     prediction = _profile_one(PREDICTION, probabilities, bins, sample_size, rng)
     return ReferenceProfile(version, features, prediction)

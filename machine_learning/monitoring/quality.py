@@ -42,10 +42,10 @@ class LiveQuality(JsonRecord):
 def expected_calibration_error(
     a_wins: np.ndarray, p_a_wins: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> float:
-    """ECE of P(A wins) over ``bins`` equal-width bins: ``Σ (n_b / n) · |wins_b − p_b|``.
+    """ECE of P(A wins) over ``bins`` equal-width bins: ``Σ (n_b / n) · |wins_b - p_b|``.
 
     Binned on the probability of side A (not on the predicted class's confidence): sides are
-    symmetric here, and it is the number the service returns. Expect ~0.01–0.03 from noise
+    symmetric here, and it is the number the service returns. Expect ~0.01-0.03 from noise
     alone at a few hundred battles: most bins then hold a handful of them.
     """
     y, p = _checked(a_wins, p_a_wins)
