@@ -228,10 +228,10 @@ def feature_values(battles: pd.DataFrame, dataset_version: str) -> dict[str, np.
         raw[column] = raw[column].map(_category).astype(object)
     values: dict[str, np.ndarray] = {c: raw[c].to_numpy(dtype=float) for c in STAT_COLUMNS}
     values |= {c: raw[c].to_numpy(dtype=object) for c in TYPE_COLUMNS}
-    engineered = BattleFeatures(dataset_version).fit(raw.head(1))
+    engineered = BattleFeatures(dataset_version)
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            matrix = engineered.transform(raw).astype(float)
+            matrix = engineered.fit(raw.head(1)).transform(raw).astype(float)
     except ValueError as error:  # an unknown type name
         raise MonitoringInputError(f"battle rows: {error}") from None
     names = list(engineered.get_feature_names_out())
