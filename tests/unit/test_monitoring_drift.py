@@ -20,7 +20,11 @@ from machine_learning.monitoring.drift import (
     window_drift,
 )
 from machine_learning.monitoring.profile import build_profile
-from machine_learning.monitoring.quality import expected_calibration_error, live_quality
+from machine_learning.monitoring.quality import (
+    LiveQuality,
+    expected_calibration_error,
+    live_quality,
+)
 from machine_learning.monitoring.window import WindowMeasurement, measure_window
 from machine_learning.records import RecordError
 from machine_learning.simulator import Scenario
@@ -109,6 +113,11 @@ def test_an_unseen_category_is_drift_not_a_crash(profile):
     assert drift.psi > 0.3
 
 
+def test_chi_square_gives_a_cell_the_reference_never_saw_a_finite_large_statistic():
+    statistic, p_value = chi_square_test(np.array([0.5, 0.5, 0.0]), np.array([45, 45, 10]))
+    assert 1e3 < statistic < math.inf and p_value < 1e-100  # (10 - 0.01)² / 0.01
+
+
 def test_chi_square_pools_rare_cells_and_has_nothing_to_test_in_one_cell():
     statistic, p_value = chi_square_test(np.array([0.5, 0.5, 0.0]), np.array([50, 50, 0]))
     assert statistic == 0.0 and p_value == 1.0
@@ -150,6 +159,27 @@ def test_a_feature_drift_record_refuses_impossible_figures():
         FeatureDrift.from_dict({"feature": "x", "kind": "continuous", "n": 1, "p_value": 2}, "f")
     with pytest.raises(RecordError, match="psi cannot be negative"):
         FeatureDrift.from_dict({"feature": "x", "kind": "continuous", "n": 1, "psi": -1}, "f")
+    with pytest.raises(RecordError, match="counts cannot be negative"):
+        FeatureDrift.from_dict({"feature": "x", "kind": "continuous", "n": -1}, "f")
+    with pytest.raises(RecordError, match="unknown test 't_test'"):
+        FeatureDrift.from_dict(
+            {"feature": "x", "kind": "continuous", "n": 1, "test": "t_test"}, "f"
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_outcomes": 0}, "at least one battle with an outcome"),
+        ({"accuracy": 1.5}, r"accuracy must be in \[0, 1\]"),
+        ({"ece": -0.1}, r"ece must be in \[0, 1\]"),
+        ({"log_loss": -0.1}, "log_loss cannot be negative"),
+    ],
+)
+def test_a_live_quality_record_refuses_impossible_figures(change, message):
+    valid = {"n_outcomes": 5, "outcome_share": 0.5, "accuracy": 0.8, "f1": 0.8}
+    with pytest.raises(RecordError, match=message):
+        LiveQuality.from_dict(valid | {"log_loss": 0.3, "ece": 0.05} | change, "q")
 
 
 def test_ece_is_the_weighted_gap_between_wins_and_probabilities():
@@ -224,3 +254,9 @@ def test_a_measurement_record_refuses_counts_that_do_not_add_up():
         WindowMeasurement.from_dict({"version": "1", "n_rows": 10, "drift": [drift]}, "m")
     with pytest.raises(RecordError, match="no rows, yet figures measured"):
         WindowMeasurement.from_dict({"version": "1", "n_rows": 0, "drift": [drift]}, "m")
+    with pytest.raises(RecordError, match="n_rows cannot be negative"):
+        WindowMeasurement.from_dict({"version": "1", "n_rows": -1}, "m")
+    quality = {"n_outcomes": 20, "outcome_share": 1.0, "accuracy": 1, "f1": 1}
+    quality |= {"log_loss": 0.1, "ece": 0.0}
+    with pytest.raises(RecordError, match="more outcomes than battles"):
+        WindowMeasurement.from_dict({"version": "1", "n_rows": 10, "quality": quality}, "m")

@@ -106,6 +106,15 @@ def test_non_finite_training_values_are_refused(train):
         build_profile(broken, np.full(10, 0.5), "v2")
 
 
+def test_profile_arguments_are_checked(train):
+    with pytest.raises(ValueError, match=r"bins must be 2\.\.50"):
+        build_profile(train, np.full(10, 0.5), "v2", bins=1)
+    with pytest.raises(ValueError, match=r"sample_size 1\.\.2000"):
+        build_profile(train, np.full(10, 0.5), "v2", sample_size=0)
+    with pytest.raises(ValueError, match="no values to profile p_a_wins"):
+        build_profile(train, np.array([]), "v2")
+
+
 def test_battle_rows_without_the_raw_columns_are_refused(train):
     with pytest.raises(MonitoringInputError, match="lack the columns a_hp"):
         feature_values(train.drop(columns=["a_hp"]), "v2")
@@ -148,6 +157,8 @@ def _feature(name):
         (lambda d: _feature("diff_bst")(d).update(kind="ordinal"), "must be one of"),
         (lambda d: _feature("diff_bst")(d)["shares"].__setitem__(0, 0.5), "add up to 1"),
         (lambda d: _feature("diff_bst")(d)["shares"].__setitem__(0, "x"), r"shares\[0\]"),
+        (lambda d: _feature("diff_bst")(d)["shares"].__setitem__(0, -0.1), r"numbers in \[0, 1\]"),
+        (lambda d: _feature("diff_bst")(d).update(categories=["x"]), "has no categories"),
         (lambda d: _feature("diff_bst")(d)["edges"].reverse(), "edges must increase"),
         (lambda d: _feature("diff_bst")(d)["edges"].pop(), "one share more than edges"),
         (lambda d: _feature("diff_bst")(d).update(sample=[]), "sample must hold"),
