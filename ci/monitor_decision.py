@@ -12,9 +12,11 @@ last ``n_windows`` (N) windows breach and the latest does.** The latest must bre
 that has passed does not retrain; K ≥ 2 so a single noisy window never does.
 
 Defaults, and why:
-- ``MIN_ROWS`` = 200 battles: with 10 bins, PSI from sampling noise alone is ~9/n (0.045 ± 0.02
-  at 200), so the 0.2 line is ~7 standard deviations away and accuracy's standard error is 1.8
-  points; at 100 battles PSI noise alone would cross 0.2 about 2% of the time per feature.
+- ``MIN_ROWS`` = 200 battles: with 10 bins, PSI from sampling noise alone is about chi-square
+  with 9 degrees of freedom over n (0.045 ± 0.02 at 200), so the 0.2 line is ~7 standard
+  deviations away, and accuracy's standard error is 1.8 points; at 100 battles the same
+  approximation puts PSI noise over 0.2 about 2% of the time per feature. The benchmark
+  (benchmarks/monitor_decisions.py) measures it at 200.
 - N = 5, K = 2: if a window breaches by chance with probability p, a pass fires with about
   p · (1 - (1 - p)^4) ≈ 4p², so 5% of false alarms allows p up to 11%, while drift that breaches
   every window fires on its second window.

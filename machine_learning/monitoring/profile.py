@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -178,7 +179,10 @@ class ReferenceProfile(JsonRecord):
         return cls.from_dict(read_json(path, MAX_PROFILE_BYTES), str(path))
 
     def write(self, path: Path) -> None:
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
+        """Beside the target, then renamed over it: a reader never sees half a profile."""
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(self.to_json() + "\n", encoding="utf-8")
+        os.replace(partial, path)
 
 
 def build_profile(
