@@ -1,13 +1,15 @@
 """How often the monitor is right: false alarms on unchanged traffic, detection of real drift.
 
     uv run python benchmarks/monitor_decisions.py [--passes 200] [--power-passes 40]
+        [--thresholds ci/monitor_thresholds.toml]
 
 A champion (xgboost, v2, 20,000 ``random`` training battles, seed 42) and its reference profile
 (its training battles, its predictions on the 5,000 held-out test battles) are built the way a
 training run builds them. Windows of live traffic are drawn with the project's simulator, scored
 by the champion, measured against the profile (``measure_window``), judged with the seed
-thresholds (``ci/monitor_thresholds.toml``) and decided with the defaults (K = 2 of N = 5,
-at least 200 battles). Every window is fresh battles (never reused), from fixed seeds.
+thresholds (``ci/monitor_thresholds.toml``, or ``--thresholds``) and decided with the defaults
+(K = 2 of N = 5, at least 200 battles). Every window is fresh battles (never reused), from
+fixed seeds.
 
 (a) false alarms: passes of 5 windows of ``random`` traffic, 1,000 battles with outcomes for
     half, and 200 battles (the minimum) all with outcomes, where noise is largest; the rate
@@ -25,13 +27,14 @@ import argparse
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ci.monitor_decision import MIN_ROWS, WindowStatus, decide, judge_measurement
-from ci.monitor_thresholds import from_seed_file
+from ci.monitor_thresholds import SEED_FILE, from_seed_file
 from machine_learning.datasets import LABEL, battles, held_out_battles
 from machine_learning.evaluate import classification_metrics, win_probability
 from machine_learning.models import ModelName, build_pipeline
@@ -183,6 +186,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50, help="detection trials")
     parser.add_argument("--power-passes", type=int, default=40, help="passes per mix")
     parser.add_argument("--window", type=int, default=1_000, help="battles per window")
+    parser.add_argument("--thresholds", type=Path, default=SEED_FILE, help="a seed TOML")
     args = parser.parse_args()
     started = time.perf_counter()
     train = battles(20_000, Scenario.RANDOM, SEED)
@@ -191,9 +195,10 @@ def main() -> None:
     test = held_out_battles(5_000, Scenario.RANDOM)
     profile = build_profile(train, win_probability(pipeline, test), "v2", seed=SEED)
     print(f"profile: {len(profile.to_json()):,} bytes of JSON, {len(profile.features)} features")
+    print(f"thresholds: {args.thresholds}")
     monitor = Monitor(
         profile,
-        from_seed_file(),
+        from_seed_file(args.thresholds),
         Stream(Scenario.RANDOM, pipeline, 10_000),
         Stream(Scenario.BALANCED, pipeline, 20_000),
         np.random.default_rng(SEED),
