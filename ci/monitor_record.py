@@ -63,19 +63,27 @@ class VersionWindow(JsonRecord):
 
 @dataclass(frozen=True)
 class WindowRecord(JsonRecord):
-    """A time window ``[start, end)`` (ISO 8601 with a time zone) and every version in it."""
+    """A time window ``[start, end)`` (ISO 8601 with a time zone) and every version in it.
+
+    ``unprofiled_rows`` counts, per version, logged battles that could not be judged because
+    the version has no reference profile (unregistered, or trained before profiles existed):
+    said, never silently dropped, and never a breach.
+    """
 
     start: str
     end: str
     status: WindowStatus
     versions: list[VersionWindow] = field(default_factory=list)
+    unprofiled_rows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if _instant(self.start, "start") >= _instant(self.end, "end"):
             raise ValueError(f"window {self.start[:40]}: start must come before end")
         names = [v.measurement.version for v in self.versions]
-        if len(set(names)) != len(names):
+        if len(set(names)) != len(names) or set(names) & set(self.unprofiled_rows):
             raise ValueError(f"window {self.start[:40]}: a version is listed twice")
+        if any(count < 1 for count in self.unprofiled_rows.values()):
+            raise ValueError(f"window {self.start[:40]}: unprofiled_rows must be positive")
         if self.status is not window_status([v.judgement for v in self.versions]):
             raise ValueError(f"window {self.start[:40]}: status {self.status} does not follow")
 
@@ -129,26 +137,40 @@ class MonitorRecord(JsonRecord):
         return 1 if self.decision.retrain else 0
 
 
+@dataclass(frozen=True)
+class MeasuredWindow:
+    """What the monitor command hands over per window: its bounds, one measurement per version
+    with a profile, and the row counts of versions without one."""
+
+    start: str
+    end: str
+    measurements: list[WindowMeasurement]
+    unprofiled_rows: dict[str, int] = field(default_factory=dict)
+
+
 def build_record(
     model_name: str,
     generated_at: str,
     window_seconds: int,
     thresholds: list[MonitorThreshold],
-    windows: list[tuple[str, str, list[WindowMeasurement]]],
+    windows: list[MeasuredWindow],
     *,
     min_rows: int = MIN_ROWS,
     min_breaches: int,
     n_windows: int,
     thresholds_source: str = "",
 ) -> MonitorRecord:
-    """Judge measured windows (``(start, end, measurements)``, oldest first) and decide."""
+    """Judge measured windows (oldest first) and decide."""
     records = []
-    for start, end, measurements in windows:
+    for window in windows:
         entries = [
-            VersionWindow(m, judge_measurement(m, thresholds, min_rows)) for m in measurements
+            VersionWindow(m, judge_measurement(m, thresholds, min_rows))
+            for m in window.measurements
         ]
         status = window_status([entry.judgement for entry in entries])
-        records.append(WindowRecord(start, end, status, entries))
+        records.append(
+            WindowRecord(window.start, window.end, status, entries, dict(window.unprofiled_rows))
+        )
     decision = decide([w.status for w in records], min_breaches, n_windows)
     return MonitorRecord(
         model_name=model_name,

@@ -14,7 +14,7 @@ from ci.monitor_decision import (
     judge_measurement,
     window_status,
 )
-from ci.monitor_record import MonitorRecord, build_record
+from ci.monitor_record import MeasuredWindow, MonitorRecord, build_record
 from ci.monitor_thresholds import (
     MonitorThreshold,
     from_seed_file,
@@ -224,9 +224,14 @@ def test_k_and_n_are_checked():
 # --- monitor.json -------------------------------------------------------------------------
 
 
-def _record(measurements_per_window):
+def _record(measurements_per_window, unprofiled=None):
     windows = [
-        (f"2026-12-0{i + 1}T00:00:00+00:00", f"2026-12-0{i + 2}T00:00:00+00:00", measured)
+        MeasuredWindow(
+            f"2026-12-0{i + 1}T00:00:00+00:00",
+            f"2026-12-0{i + 2}T00:00:00+00:00",
+            measured,
+            (unprofiled or {}).get(i, {}),
+        )
         for i, measured in enumerate(measurements_per_window)
     ]
     return build_record(
@@ -243,26 +248,27 @@ def _record(measurements_per_window):
 
 def _drifting_record():
     steady, drifting = _measurement(), _measurement(psi=0.9, version="3")
-    return _record(
-        [
-            [steady],
-            [steady],
-            [],
-            [drifting, _measurement(120, n_outcomes=60, version="4")],
-            [drifting],
-        ]
-    )
+    young = _measurement(120, n_outcomes=60, version="4")
+    windows = [[steady], [steady], [], [drifting, young], [drifting]]
+    return _record(windows, {1: {"2": 40}})  # window 1 also holds 40 rows of a version 2
 
 
 def test_a_record_judges_every_window_and_round_trips(tmp_path):
     record = _drifting_record()
     assert [w.status for w in record.windows] == [H, H, N, B, B]
+    assert record.windows[1].unprofiled_rows == {"2": 40}
     assert record.decision.retrain and record.exit_code == 1
     path = tmp_path / "monitor.json"
     record.write(path)
     assert MonitorRecord.read(path) == record
     healthy = _record([[_measurement()]] * 3)
     assert not healthy.decision.retrain and healthy.exit_code == 0
+
+
+def test_rows_of_a_version_without_a_profile_are_counted_never_judged():
+    record = _record([[], [_measurement()]], {0: {"1": 900}, 1: {"1": 15}})
+    assert [w.status for w in record.windows] == [N, H]
+    assert record.windows[0].unprofiled_rows == {"1": 900}
 
 
 def _tampered(change):
@@ -302,6 +308,9 @@ def _tampered(change):
         (lambda d: d["windows"][3]["versions"].append(d["windows"][3]["versions"][0]), "twice"),
         (lambda d: d["windows"][0]["versions"][0]["measurement"].update(n_rows="many"), "whole"),
         (lambda d: d.pop("decision"), "'decision' is missing"),
+        (lambda d: d["windows"][1]["unprofiled_rows"].update({"2": 0}), "must be positive"),
+        (lambda d: d["windows"][1]["unprofiled_rows"].update({"3": 5}), "listed twice"),
+        (lambda d: d["windows"][1].update(unprofiled_rows={"2": "many"}), "whole number"),
     ],
 )
 def test_a_tampered_or_inconsistent_record_is_refused(tmp_path, change, message):
