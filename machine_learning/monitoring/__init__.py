@@ -1,0 +1,14 @@
+"""Watching a served model: its reference profile, drift of live battles, live quality.
+
+``profile`` is written by the training run (one small JSON artifact per run); ``drift`` and
+``quality`` compare a window of logged battles with it; ``window`` measures one window for one
+version. All are pure functions over arrays and tables: no MLflow, no database, no server. The
+monitor command (``ci``) reads the log and the profiles, and ``ci.monitor_decision`` judges.
+"""
+
+
+class MonitoringInputError(ValueError):
+    """Battles, predictions or outcomes that cannot be measured; the message says which.
+
+    The monitor command maps it to exit 2 (bad input), like a malformed record.
+    """
