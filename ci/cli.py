@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--predictor-url",
         type=http_url,
-        default=os.environ.get("PREDICTOR_URL") or "http://127.0.0.1:8000",
-        help="the prediction service; taken from $PREDICTOR_URL when set",
+        default=os.environ.get("PREDICTOR_URL") or None,
+        help="the prediction service; taken from $PREDICTOR_URL when set, else "
+        "http://127.0.0.1:8000 (compose's) outside GitHub Actions; in a workflow it must be named",
     )
     verify.add_argument(
         "--expect-version",
@@ -250,7 +251,22 @@ def _state_parser(add) -> None:
         "snapshot, never on the live server) to the champions and the branch's last runs. "
         f"The Actions cache carries the folder between workflow runs. {MUTATING}.",
     )
-    state.add_argument("action", choices=["save", "restore"], help="what to do")
+    state.add_argument(
+        "action",
+        choices=["save", "restore", "recover", "check-lineage"],
+        help="what to do; recover (default branch, before restore): when the cache brought no "
+        "snapshot, download the newest mlflow-state artifact, or fail if a champion was ever "
+        "promoted (a GitHub deployment says so) unless --start-afresh true; check-lineage "
+        "(before save): fail when another run saved a newer snapshot than --restored",
+    )
+    state.add_argument("--restored", default="", help="check-lineage: the cache key restored")
+    state.add_argument("--newest", default="", help="check-lineage: the newest key now")
+    state.add_argument(
+        "--start-afresh",
+        choices=["true", "false"],
+        default="false",
+        help="recover: begin a new lineage although a champion existed and no snapshot survives",
+    )
     state.add_argument("--dir", type=Path, default=Path(".mlflow-state"), help="snapshot folder")
     state.add_argument(
         "--database",
@@ -289,6 +305,14 @@ def _workflow_step_parsers(add) -> None:
         parents=(),
     )
     add("stack-down", "stop the compose stack and delete its volumes (workflow step)", parents=())
+    promotion = add(
+        "record-promotion",
+        "record a promotion as a GitHub deployment (workflow step)",
+        "A successful deployment of $GITHUB_SHA to the environment 'champion': what the "
+        "repository's Environments page shows, and how a later run knows a lineage existed. "
+        "Needs GITHUB_TOKEN (deployments: write) and GITHUB_REPOSITORY.",
+    )
+    promotion.add_argument("--version", type=nonblank_name, required=True, help="the new champion")
     add(
         "predictor-up",
         "start the compose stack's predictor service (workflow step)",

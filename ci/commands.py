@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from machine_learning.failures import (
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from ci.github import GitHubClient
 
 
 def run_comment(args: argparse.Namespace) -> int:
@@ -139,6 +142,7 @@ def run_thresholds(args: argparse.Namespace) -> int:
 
 def run_promote(args: argparse.Namespace) -> int:
     from ci.gate_record import GateRecord
+    from ci.github import append_github_file
     from ci.promote import PromotionRefused, check_promotable, promote
     from ci.registry_lock import RegistryBusy
     from machine_learning.provenance import build_context, default_branch_refusal
@@ -156,6 +160,7 @@ def run_promote(args: argparse.Namespace) -> int:
     except (PromotionRefused, RegistryBusy) as error:
         raise Failure(f"promotion refused: {error}") from None
     print(move.describe(f"promoted run {gate.candidate.run_id}"))
+    append_github_file("GITHUB_OUTPUT", f"version={move.champion}", os.environ)
     return 0
 
 
@@ -186,12 +191,13 @@ def run_verify(args: argparse.Namespace) -> int:
     )
     from machine_learning.provenance import CHAMPION
 
+    predictor_url = _predictor_url(args.predictor_url, os.environ)
     client = _client(args, mutating=True)
     champion = version_by_alias(client, args.model_name, CHAMPION)
     expected = args.expect_version or (str(champion.version) if champion else "")
     if not expected:
         raise Failure(f"{args.model_name} has no {CHAMPION}: nothing to verify", EXIT_BAD_INPUT)
-    service = PredictorClient(args.predictor_url)
+    service = PredictorClient(predictor_url)
     try:
         wait_for_version(service, expected, args.timeout)
         smoke(service, expected)
@@ -227,11 +233,31 @@ def _champion_now(client: MlflowClient, name: str) -> str:
     return f"v{champion.version} is {CHAMPION} now" if champion else f"{name} has no {CHAMPION}"
 
 
+def _predictor_url(given: str | None, env: Mapping[str, str]) -> str:
+    """The predictor to verify. In a workflow it must be named: a team-mode run without the
+    PREDICTOR_URL variable would otherwise verify whatever answers on the runner (nothing)."""
+    if given:
+        return given
+    if env.get("GITHUB_ACTIONS") == "true":
+        raise Failure(
+            "no predictor to verify: in team mode set the repository variable PREDICTOR_URL "
+            "to the team's predictor (ci predictor-up sets it for the stack)",
+            EXIT_BAD_INPUT,
+        )
+    from ci.stack import PREDICTOR_PORT
+
+    return f"http://127.0.0.1:{PREDICTOR_PORT[1]}"
+
+
 def run_state(args: argparse.Namespace) -> int:
     from ci.state import restore, save
     from ci.state_stores import StateError, Stores
     from machine_learning.provenance import build_context
 
+    if args.action == "recover":
+        return _recover_state(args)
+    if args.action == "check-lineage":
+        return _check_lineage(args.restored, args.newest)
     stores = Stores(args.database, args.artifacts)
     try:
         if args.action == "restore":
@@ -241,6 +267,65 @@ def run_state(args: argparse.Namespace) -> int:
         print(save(_client(args, mutating=True), stores, args.dir, args.model_name, branch))
     except StateError as error:
         raise Failure(str(error), error.code) from None
+    return 0
+
+
+def _github() -> GitHubClient:
+    """The repository's REST API with the job's token, as Actions hands them to a step."""
+    from ci.github import GitHubClient
+
+    token, repo = os.environ.get("GITHUB_TOKEN", ""), os.environ.get("GITHUB_REPOSITORY", "")
+    if not token or not repo:
+        raise Failure("set GITHUB_TOKEN and GITHUB_REPOSITORY (a workflow step's env)", 2)
+    return GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
+
+
+def _recover_state(args: argparse.Namespace) -> int:
+    """``state recover``: on the default branch, the lineage's snapshot or a refusal."""
+    from ci.github import GitHubError
+    from ci.lineage import LineageLost, recover
+    from machine_learning.provenance import event_payload, is_default_branch
+
+    if not is_default_branch(os.environ):
+        print("not the default branch: a branch starts from the default branch's snapshot")
+        return 0
+    branch = event_payload(os.environ).default_branch
+    try:
+        done = recover(_github(), args.dir, branch, start_afresh=args.start_afresh == "true")
+    except LineageLost as lost:
+        raise Failure(str(lost)) from None
+    except GitHubError as error:
+        raise Failure(f"cannot tell whether the state's lineage survives: {error}") from None
+    print(done.line)
+    return 0
+
+
+def _check_lineage(restored: str, newest: str) -> int:
+    """``state check-lineage``: this run's snapshot may replace the newest one only if that is
+    the one it started from (runs of the default branch may overlap: see train.yml)."""
+    if newest != restored:
+        raise Failure(
+            f"another run saved the MLflow state while this one ran (newest {newest or 'none'}, "
+            f"this run restored {restored or 'none'}): this run's snapshot is not saved, so a "
+            "promotion or rollback it made is lost with its stack; re-run it"
+        )
+    print(f"the newest snapshot is still the one this run restored ({restored})")
+    return 0
+
+
+def run_record_promotion(args: argparse.Namespace) -> int:
+    from ci.github import GitHubError
+    from ci.lineage import record_promotion
+    from machine_learning.provenance import build_context
+
+    sha = build_context(os.environ).git_sha
+    try:
+        url = record_promotion(_github(), sha, args.version, args.model_name)
+    except GitHubError as error:
+        raise Failure(f"the promotion of v{args.version} was not recorded: {error}") from None
+    print(
+        f"recorded: {args.model_name} v{args.version} at {sha[:7]} is deployed to champion ({url})"
+    )
     return 0
 
 
@@ -343,6 +428,7 @@ COMMANDS = {
     "stack-down": run_stack_down,
     "predictor-up": run_predictor_up,
     "build-info": run_build_info,
+    "record-promotion": run_record_promotion,
     "state": run_state,
     "comment": run_comment,
     "gate": run_gate,

@@ -115,6 +115,41 @@ class GitHubClient:
             yield from items
             url = _next_link(headers.get("link", ""))
 
+    def paginate_key(self, path: str, key: str) -> Iterator[dict]:
+        """Every item of a list endpoint whose answer is an object holding the list under
+        ``key`` (``{"total_count": …, "artifacts": […]}``), page by page."""
+        page = 1
+        while True:
+            answer, _ = self.request(
+                "GET", f"{path}{'&' if '?' in path else '?'}per_page=100&page={page}"
+            )
+            items = answer.get(key, []) if isinstance(answer, dict) else []
+            yield from items
+            if len(items) < 100:
+                return
+            page += 1
+
+    def redirect_location(self, path: str) -> str:
+        """Where a download endpoint redirects (short-lived storage that must not be sent our
+        token); GitHubError when it answers anything but a redirect."""
+        request = urllib.request.Request(
+            f"{self.api_url.rstrip('/')}{path}",
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {self.token}",
+            },
+        )
+        try:
+            with _NO_REDIRECTS.open(request, timeout=self.request_timeout_s) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as error:
+            if error.code in (301, 302, 307, 308) and error.headers.get("Location"):
+                return error.headers["Location"]
+            status = error.code
+        except (urllib.error.URLError, OSError) as error:
+            raise GitHubError(599, f"GET {path}: no answer from {self.api_url}: {error}") from None
+        raise GitHubError(status, f"GET {path}: {status} where a redirect was expected")
+
     def pulls_for_commit(self, sha: str) -> list[dict]:
         return self.request("GET", f"/repos/{self.repository}/commits/{sha}/pulls")[0]
 
@@ -167,6 +202,14 @@ class GitHubClient:
             return error.code, _lower(error.headers), _json(error.read())
         except (urllib.error.URLError, OSError) as error:
             return 599, {}, {"message": f"no answer from {self.api_url}: {error}"}
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # the caller follows, without the token
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
 
 
 def _number(text: str) -> float | None:

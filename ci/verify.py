@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from ci.thresholds import Threshold
 from ci.verdict import Verdict, judge
-from machine_learning.contract.prediction import API_PREFIX, PredictResponse, ServedModel
+from machine_learning.contract.prediction import API_PREFIX, Health, PredictResponse, ServedModel
 
 CANARY_SEED = 2_000_029  # not TEST_SEED (1,000,003), not a default training seed
 CANARY_BATTLES = 2_000
@@ -101,6 +101,8 @@ def wait_for_version(service: PredictorClient, expected: str, timeout_s: float) 
         status, body, _ = service.get("/version", timeout_s=left)
         if status == 200 and _version(body) == expected:
             return
+        if status:  # it answers: ask whether the version failed to load
+            _fail_if_unloadable(service, expected, deadline - time.monotonic())
         if time.monotonic() >= deadline:
             _, health, _ = service.get("/health", timeout_s=HEALTH_S)
             raise VerifyFailed(
@@ -109,6 +111,20 @@ def wait_for_version(service: PredictorClient, expected: str, timeout_s: float) 
                 f"(health: {json.dumps(health)[:300]})"
             )
         service.sleep(min(POLL_S, max(deadline - time.monotonic(), 0)))
+
+
+def _fail_if_unloadable(service: PredictorClient, expected: str, left_s: float) -> None:
+    """Stop waiting when the predictor says ``expected`` failed to load: it would fail the same
+    way at every poll, and the rollback should not wait for the timeout."""
+    _, body, _ = service.get("/health", timeout_s=min(HEALTH_S, left_s))
+    try:
+        health = Health.model_validate(body)
+    except ValidationError:
+        return
+    if health.failed_version == expected:
+        raise VerifyFailed(
+            f"the predictor at {service.url} cannot load v{expected}: {health.error}"
+        )
 
 
 def _version(body: Any) -> str | None:

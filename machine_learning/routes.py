@@ -104,6 +104,7 @@ def probe_router(following: Following, metrics: Metrics, page_html: str) -> APIR
             status=status,
             model_version=served.info.version if served else None,
             error=following.error or None,
+            failed_version=following.failed_version,
         )
         return JSONResponse(body.model_dump(), status_code=503 if served is None else 200)
 

@@ -42,6 +42,7 @@ class Following:
     loader: Callable[[ModelInfo], Predictor] = load_predictor
     current: Predictor | None = None
     error: str = ""  # why the newest version is not the one serving
+    failed_version: str | None = None  # the version whose load failed, while it is the newest
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -56,14 +57,15 @@ class Following:
             self.error = f"cannot read {self.model_uri}: {first_line(error)}"
             return
         if self.current is not None and info.version == self.current.info.version:
-            self.error = ""
+            self.error, self.failed_version = "", None
             return
         try:
             loaded = self.loader(info)
         except Exception as error:  # a broken version must not take the service down
             self.error = f"version {info.version or info.uri} failed to load: {first_line(error)}"
+            self.failed_version = info.version or None
             return
-        self.current, self.error = loaded, ""
+        self.current, self.error, self.failed_version = loaded, "", None
 
     def run(self) -> None:
         while not self._stop.wait(self.poll_interval):

@@ -15,6 +15,8 @@ JSON record per compose project, naming its database, ports and the processes st
   against the project's database (``mlflow`` is the stack's own database, other names as given);
 - ``run --rm --no-deps -T mlflow-migrate sh -c <script>`` runs the script with the service's
   ``MLFLOW_BACKEND_STORE_URI`` and an ``mlflow`` on PATH;
+- ``FAKE_DOCKER_FAULT=unloadable-champion``: the predictor is started after the champion's
+  model files were corrupted (the scenario of a champion that cannot be loaded);
 - ``cp [--archive] <src> <dest>`` copies into or out of the ``mlflow`` service's
   ``/mlartifacts`` with Docker's ownership rules: into a container, files keep a foreign owner
   (root) unless ``--archive`` makes them the container user's (docker/cli#6870); out of a
@@ -99,6 +101,8 @@ def _up(project: str, args: list[str]) -> int:
     services = [a for a in args if not a.startswith("-") and not a.isdigit()]
     if "predictor" in services:
         record = _record(project)
+        if os.environ.get("FAKE_DOCKER_FAULT") == "unloadable-champion":
+            _break_the_champion(record)
         port = int(os.environ.get("PREDICTOR_PORT", "8000"))
         command = predictor_command(f"http://127.0.0.1:{record['port']}", port)
         pid = _spawn(command, Path(record["workdir"]) / "predictor.log")
@@ -123,6 +127,18 @@ def _up(project: str, args: list[str]) -> int:
         },
     )
     return _wait("mlflow", stack.tracking_uri, pid, workdir)
+
+
+def _break_the_champion(record: dict) -> None:
+    """A fault for the scenario "the new champion cannot be loaded": its MLmodel file in the
+    artifact store stops being YAML, so the predictor's load fails as a corrupt upload would."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{record['port']}")
+    version = client.get_model_version_by_alias("pokemon-battle", "champion")
+    location = client.get_logged_model(version.model_id).artifact_location
+    relative = location.split("mlflow-artifacts:/", 1)[1].lstrip("/")
+    (Path(record["artifacts"]) / relative / "MLmodel").write_text("{this is: [not yaml")
 
 
 def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> int:

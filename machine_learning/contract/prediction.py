@@ -107,6 +107,9 @@ class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     model_version: str | None
     error: str | None
+    # The version that failed to load, when one did: a client waiting for it (``ci verify``)
+    # stops waiting, since loading the same artifacts again fails the same way.
+    failed_version: str | None = None
 
 
 class ErrorBody(BaseModel):

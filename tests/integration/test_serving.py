@@ -284,6 +284,7 @@ def test_the_service_follows_the_alias_and_keeps_serving_through_a_broken_versio
     running.wait_for(lambda: running.get("/health")[1]["status"] == "degraded", "degraded")
     health = running.get("/health")[1]
     assert health["model_version"] == "2" and "version 3 failed to load" in health["error"]
+    assert health["failed_version"] == "3"  # what ci verify stops waiting on
     assert running.request("/predict", {"battles": [{"a": "mew", "b": "ditto"}]})[0] == 200
 
     client.set_registered_model_alias(name, "champion", "1")  # the rollback heals it

@@ -54,10 +54,11 @@ class Predictor(BaseHTTPRequestHandler):
     """A predictor whose /version and /predict answers are set per test (class attributes)."""
 
     version: object = {"uri": "models:/m@champion", "version": "2"}
+    health: object = {"status": "ok"}
     answer: object = None
 
     def do_GET(self):
-        self._send(self.version if self.path == "/v1/version" else {"status": "ok"})
+        self._send(self.version if self.path == "/v1/version" else self.health)
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
@@ -148,3 +149,22 @@ def test_a_predictor_url_that_is_not_http_is_bad_input_naming_the_option(url, tm
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: argument --predictor-url: ")
+
+
+def test_a_version_the_predictor_cannot_load_fails_at_once_with_its_reason(predictor, monkeypatch):
+    """/health names the version that failed to load (v3 here, v2 still serving): waiting the
+    whole timeout for it would only delay the rollback."""
+    health = {
+        "status": "degraded",
+        "model_version": "2",
+        "error": "version 3 failed to load: MLmodel is not YAML",
+        "failed_version": "3",
+    }
+    monkeypatch.setattr(Predictor, "health", health)
+    started = time.monotonic()
+    with pytest.raises(VerifyFailed, match="cannot load v3: version 3 failed to load"):
+        wait_for_version(predictor, "3", timeout_s=60)
+    assert time.monotonic() - started < 10
+    monkeypatch.setattr(Predictor, "health", health | {"failed_version": "4"})
+    with pytest.raises(VerifyFailed, match="still serves v2"):  # another version's failure
+        wait_for_version(predictor, "3", timeout_s=0.5)

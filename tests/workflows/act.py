@@ -249,6 +249,8 @@ class Runner:
     default_branch: str = "main"
     vars: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    faults: dict[str, str] = field(default_factory=dict)  # FAKE_DOCKER_FAULT and its like
+    cache_outage: bool = False  # the actions reach no cache service (a GitHub outage)
 
     def __post_init__(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -334,6 +336,8 @@ class Runner:
             str(self.home / "cache"),
             *self._context_args(spec["jobs"][job], event),
         ]
+        if self.cache_outage:
+            command += ["--cache-server-external-url", "http://127.0.0.1:9"]
         for source in action_sources():
             command += ["--local-repository", source]
         if pinned_actions_dir() is not None:
@@ -394,7 +398,7 @@ class Runner:
             "UV_PROJECT_ENVIRONMENT": str(self.toolbox.venv),
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_CACHE_DIR": str(self.toolbox.bin("uv-cache")),
-        }
+        } | self.faults
         args = []
         for flag, values in (("--env", env), ("--var", variables), ("--secret", secrets)):
             for name, value in values.items():

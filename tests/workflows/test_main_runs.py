@@ -83,3 +83,43 @@ def test_a_push_to_a_branch_named_Main_never_promotes(story):
     assert result.step("Gate").outcome == "success"
     assert result.step("Promote").outcome == "skipped"
     assert "v2" not in result.step("Verify the served champion").output
+
+
+def test_a_champion_the_predictor_cannot_load_is_verified_and_rolled_back(story):
+    """The predictor never turns healthy on a champion it cannot load, so `up --wait` fails;
+    verification runs all the same, learns why from /health, rolls back, and the snapshot
+    keeps the rollback."""
+    story.promoted_by_dispatch()
+    story.runner.faults |= {"FAKE_DOCKER_FAULT": "unloadable-champion", "FAKE_DOCKER_WAIT_S": "8"}
+    try:
+        result = story.push("refs/heads/main", 116, "unloadable")
+    finally:
+        story.runner.faults.clear()
+    assert result.conclusion == "failure"
+    assert "is now champion" in result.step("Promote").output
+    started = result.step("Start the predictor")
+    assert started.outcome == "failure"
+    assert "container predictor is unhealthy" in started.output, started.output[-2000:]
+    verify = result.step("Verify the served champion")
+    assert verify.outcome == "failure", failure_details(result)
+    assert "cannot load v" in verify.output and "failed to load" in verify.output, verify.output
+    assert verify.seconds < 60  # it did not wait out the 180 s for a version it cannot load
+    assert "rolled back v" in verify.output
+    assert result.step("Snapshot MLflow state").outcome == "success"  # the rollback is kept
+    assert result.step("Save MLflow state to the cache").outcome == "success"
+
+
+def test_a_cache_outage_on_main_recovers_the_state_from_its_durable_copy(story):
+    """The cache service failing makes actions/cache's restore a warning and a miss: the state
+    comes back from the newest mlflow-state artifact, and the run is judged against the
+    champion instead of starting a new lineage."""
+    story.merged()
+    story.runner.cache_outage = True
+    try:
+        result = story.push("refs/heads/main", 117, "outage")
+    finally:
+        story.runner.cache_outage = False
+    assert result.conclusion == "success", failure_details(result)
+    recovered = result.step("Recover the state if the cache lost it").output
+    assert "restored the `mlflow-state` artifact of run" in recovered
+    assert story.artifact(117)["champion"] is not None

@@ -120,3 +120,33 @@ def test_team_mode_a_champion_failing_verification_is_rolled_back_and_the_job_fa
         predictor.kill()
         predictor.wait()
         team.down()
+
+
+def test_a_verify_dispatch_in_team_mode_without_a_predictor_url_fails_saying_so(story, stack):
+    """Verification of the team's champion needs the team's predictor: without the variable
+    there is nothing to verify, and a green job would claim otherwise."""
+    story.runner.vars["MLFLOW_TRACKING_URI"] = stack.tracking_uri
+    event = Event("workflow_dispatch", "refs/heads/main", 122, inputs={"action": "verify"})
+    try:
+        result = story.runner.run(TRAIN, "champion", event)
+    finally:
+        story.runner.vars.pop("MLFLOW_TRACKING_URI")
+    assert result.conclusion == "failure"
+    verify = result.step("Verify the served champion")
+    assert verify.outcome == "failure"
+    assert "set the repository variable PREDICTOR_URL" in verify.output
+
+
+def test_a_lineage_with_no_surviving_snapshot_is_never_restarted_silently(story):
+    """A champion was promoted (a deployment says so), and neither the cache nor an artifact
+    holds its state: the run stops before training, saying how to start afresh."""
+    story.github.deployments.append(
+        {"id": 1, "sha": "d" * 40, "environment": "champion", "created_at": "2026-11-02"}
+    )
+    result = story.push("refs/heads/main", 123, "lost")
+    assert result.conclusion == "failure"
+    recover = result.step("Recover the state if the cache lost it")
+    assert recover.outcome == "failure"
+    assert "refusing to start a new lineage silently" in recover.output
+    assert "start-afresh: true" in recover.output
+    assert result.step("Train").outcome == "skipped"

@@ -1,6 +1,7 @@
 """The upload-artifact stand-in's step: see action.yml beside it."""
 
 import glob
+import json
 import os
 import sys
 import zipfile
@@ -49,6 +50,11 @@ def main() -> int:
     if target.exists() and os.environ.get("OVERWRITE") != "true":
         print(f"::error::Failed to CreateArtifact: an artifact named {name} already exists")
         return 1
+    # What GitHub knows of the run that uploaded it (the REST API's ``workflow_run``).
+    ref = os.environ.get("GITHUB_REF", "")
+    branch = os.environ.get("GITHUB_REF_NAME") or ref.removeprefix("refs/heads/")
+    run = {"head_branch": branch, "head_sha": os.environ.get("GITHUB_SHA", "")}
+    (store / "run.json").write_text(json.dumps(run), encoding="utf-8")
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in files:
             archive.write(file, file.relative_to(root).as_posix())
