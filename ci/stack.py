@@ -143,7 +143,9 @@ class DockerStack:
             completed = container["State"] == "exited" and container.get("ExitCode") == 0
             if not (healthy or completed):
                 failed.append(container["Service"])
-        report = [f"docker compose: {', '.join(failed) or 'a service'} failed to start"]
+        if not failed:  # Docker could not name one: its own error is all there is
+            return f"docker compose: a service failed to start: {error}"
+        report = [f"docker compose: {', '.join(failed)} failed to start"]
         report += [f"--- {name}, last log lines:\n{self._logs(name)}" for name in failed]
         return "\n".join(report)
 

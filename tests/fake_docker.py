@@ -65,7 +65,8 @@ def register(home: Path, project: str, record: dict) -> None:
 def main(argv: list[str]) -> int:
     project, args = _compose_args(argv)
     command, rest = args[0], args[1:]
-    handlers = {"up": _up, "down": _down, "exec": _exec, "run": _run, "cp": _cp}
+    handlers = {"up": _up, "down": _down, "ps": _ps, "logs": _logs}
+    handlers |= {"exec": _exec, "run": _run, "cp": _cp}
     if command not in handlers:
         print(f"fake docker: unsupported command {' '.join(argv)}", file=sys.stderr)
         return 1
@@ -107,6 +108,7 @@ def _up(project: str, args: list[str]) -> int:
         command = predictor_command(f"http://127.0.0.1:{record['port']}", port)
         pid = _spawn(command, Path(record["workdir"]) / "predictor.log")
         record["pids"].append(pid)
+        record["predictor_port"] = port
         register(_home(), project, record)
         return _wait("predictor", f"http://127.0.0.1:{port}", pid, Path(record["workdir"]))
     workdir = _home() / project
@@ -136,7 +138,8 @@ def _break_the_champion(record: dict) -> None:
 
     client = mlflow.MlflowClient(f"http://127.0.0.1:{record['port']}")
     version = client.get_model_version_by_alias("pokemon-battle", "champion")
-    location = client.get_logged_model(version.model_id).artifact_location
+    model_id = version.model_id or version.source.removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location
     relative = location.split("mlflow-artifacts:/", 1)[1].lstrip("/")
     (Path(record["artifacts"]) / relative / "MLmodel").write_text("{this is: [not yaml")
 
@@ -194,6 +197,35 @@ def _down(project: str, args: list[str]) -> int:
         return 0
     stop_project(json.loads(path.read_text()))
     path.unlink()
+    return 0
+
+
+def _ps(project: str, args: list[str]) -> int:
+    """``ps -a --format json``: one JSON line per service, as compose prints them (the
+    failure report of ``ci stack-up``/``predictor-up`` reads which service is unhealthy)."""
+    from machine_learning.tracking import server_is_healthy
+
+    path = _home() / f"{project}.json"
+    record = json.loads(path.read_text()) if path.exists() else None
+    if record is None:
+        return 0
+    services = {"mlflow": f"http://127.0.0.1:{record['port']}"}
+    if "predictor_port" in record:
+        services["predictor"] = f"http://127.0.0.1:{record['predictor_port']}"
+    for service, url in services.items():
+        health = "healthy" if server_is_healthy(url) else "unhealthy"
+        print(json.dumps({"Service": service, "State": "running", "Health": health}))
+    print(json.dumps({"Service": "mlflow-migrate", "State": "exited", "ExitCode": 0}))
+    return 0
+
+
+def _logs(project: str, args: list[str]) -> int:
+    """``logs --no-color --tail N <service>``: the last lines of the service's log file."""
+    service, tail = args[-1], int(args[args.index("--tail") + 1]) if "--tail" in args else 30
+    name = "predictor.log" if service == "predictor" else "mlflow-server.log"
+    log = Path(_record(project)["workdir"]) / name
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    print("\n".join(lines[-tail:]))
     return 0
 
 

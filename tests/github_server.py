@@ -26,6 +26,21 @@ def read_only(token: str) -> str:
     return f"{token}:read-only"
 
 
+def scoped(token: str, writes: set[str]) -> str:
+    """A job's token that may write only the scopes its ``permissions:`` grant ``write``
+    (GitHub's GITHUB_TOKEN); no scope at all is :func:`read_only`."""
+    return f"{token}:write={','.join(sorted(writes))}" if writes else read_only(token)
+
+
+def _scope_of(path: str) -> set[str]:
+    """The permission scopes that allow writing at ``path``."""
+    if "/deployments" in path:
+        return {"deployments"}
+    if "/issues/" in path:
+        return {"issues", "pull-requests"}
+    return {"contents"}
+
+
 @dataclass
 class Recorded:
     method: str
@@ -102,10 +117,15 @@ class FakeGitHub:
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "token"):
             credential = ""
-        if credential == self.read_only_token and method != "GET":
-            return 403, {}, {"message": "Resource not accessible by integration"}
-        if credential not in (self.token, self.read_only_token):
+        base, _, grant = credential.partition(":")
+        known = grant in ("", "read-only") or grant.startswith("write=")
+        if base != self.token or not known:
             return 401, {}, {"message": "Bad credentials"}
+        writes = (
+            set(grant.removeprefix("write=").split(",")) if grant.startswith("write=") else set()
+        )
+        if method != "GET" and grant and not writes & _scope_of(path):
+            return 403, {}, {"message": "Resource not accessible by integration"}
         repo = re.escape(self.repository)
         routes = [
             ("GET", rf"/repos/{repo}/commits/(\w+)/pulls", self._pulls_for_commit),

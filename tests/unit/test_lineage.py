@@ -102,3 +102,15 @@ def test_a_forged_artifact_is_refused_and_nothing_is_written(client, github, tmp
     with pytest.raises(LineageLost, match=says):
         recover(client, tmp_path / "state", "main")
     assert not (tmp_path / "state").exists() and not (tmp_path / "outside").exists()
+
+
+def test_check_lineage_refuses_to_save_over_a_snapshot_another_run_saved(tmp_path):
+    from tests.conftest import run_cli
+
+    same = ("state", "check-lineage", "--restored", "k-1", "--newest", "k-1")
+    done = run_cli(*same, cwd=tmp_path, module="ci")
+    assert done.returncode == 0 and "still the one this run restored (k-1)" in done.stdout
+    moved = run_cli(*same[:-1], "k-2", cwd=tmp_path, module="ci")
+    assert moved.returncode == 1
+    (line,) = moved.stderr.strip().splitlines()
+    assert "another run saved the MLflow state while this one ran (newest k-2" in line

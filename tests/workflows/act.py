@@ -12,10 +12,10 @@ where act or this machine cannot be faithful, each explained beside it:
 - ``astral-sh/setup-uv`` and ``actions/upload-artifact``: local actions in ``stand_ins/``;
 - ``docker``: tests/fake_docker.py, the compose stack's services as native processes.
 
-What act does not model, this module adds as GitHub documents it: a job's token is read-only
-unless its ``permissions:`` grant ``pull-requests: write`` (and always for a fork's pull
-request); a fork's run gets no secrets or variables, a Dependabot run no secrets;
-``workflow_dispatch`` inputs that GitHub would refuse are refused here (:class:`InvalidInputs`).
+What act does not model, this module adds as GitHub documents it: a job's token writes only
+what its ``permissions:`` grant ``write`` (and nothing for a fork's pull request); a fork's
+run gets no secrets or variables, a Dependabot run no secrets; ``workflow_dispatch`` inputs
+that GitHub would refuse are refused here (:class:`InvalidInputs`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from ci.stack import free_port
 from tests import fake_docker
 from tests.conftest import load_workflow
-from tests.github_server import FakeGitHub, read_only
+from tests.github_server import FakeGitHub, scoped
 from tests.native_stack import shared_interpreter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -381,10 +381,8 @@ class Runner:
             variables, secrets = {}, {}
         if event.actor == "dependabot[bot]":
             secrets = {}
-        token = self.github.token
-        if not _can_write(job, event, self.github.repository):
-            token = read_only(token)
-        secrets["GITHUB_TOKEN"] = token
+        writes = _write_scopes(job, event, self.github.repository)
+        secrets["GITHUB_TOKEN"] = scoped(self.github.token, writes)
         env = {
             "GITHUB_RUN_ID": str(event.run_id),
             "GITHUB_API_URL": self.github.url,
@@ -471,14 +469,13 @@ def leaked_masks(log: str) -> list[str]:
     ]
 
 
-def _can_write(job: dict, event: Event, repository: str) -> bool:
-    """Whether the job's GITHUB_TOKEN may write comments: its ``permissions:`` grant
-    pull-requests (or issues) write, and the run is not a fork's pull request (always
-    read-only, whatever the workflow asks)."""
+def _write_scopes(job: dict, event: Event, repository: str) -> set[str]:
+    """What the job's GITHUB_TOKEN may write: the scopes its ``permissions:`` grant
+    ``write``, and nothing for a fork's pull request (always read-only, whatever the
+    workflow asks)."""
     if _from_fork(event, repository):
-        return False
-    granted = job.get("permissions", {})
-    return "write" in (granted.get("pull-requests"), granted.get("issues"))
+        return set()
+    return {scope for scope, level in job.get("permissions", {}).items() if level == "write"}
 
 
 def _from_fork(event: Event, repository: str) -> bool:

@@ -14,12 +14,13 @@ import pytest
 
 from ci.server_mode import describe_mode
 from tests.conftest import load_workflow
+from tests.github_server import scoped
 from tests.workflows.act import (
     REPO_ROOT,
     STAND_INS,
     Event,
-    _can_write,
     _from_fork,
+    _write_scopes,
     leaked_masks,
 )
 
@@ -27,17 +28,42 @@ FORK = {"pull_request": {"number": 9, "head": {"sha": "f" * 40, "repo": {"full_n
 SAME = {"pull_request": {"number": 9, "head": {"sha": "f" * 40, "repo": {"full_name": "o/b"}}}}
 
 
-def test_only_a_job_granted_write_and_not_from_a_fork_gets_a_writing_token():
-    comment = load_workflow(REPO_ROOT / ".github/workflows/pr-comment.yml")["jobs"]["comment"]
-    train = load_workflow(REPO_ROOT / ".github/workflows/train.yml")["jobs"]["train"]
+def test_a_jobs_token_writes_only_what_its_permissions_grant_and_never_for_a_fork():
+    workflows = REPO_ROOT / ".github/workflows"
+    comment = load_workflow(workflows / "pr-comment.yml")["jobs"]["comment"]
+    train = load_workflow(workflows / "train.yml")["jobs"]["train"]
     push = Event("push", "refs/heads/main", 1)
     fork = Event("pull_request", "refs/pull/9/merge", 2, FORK)
-    assert _can_write(comment, push, "o/b")
-    assert not _can_write(train, push, "o/b")
-    assert not _can_write(comment, fork, "o/b")
+    assert _write_scopes(comment, push, "o/b") == {"pull-requests"}
+    assert _write_scopes(train, push, "o/b") == {"deployments"}
+    assert _write_scopes(comment, fork, "o/b") == set()
     assert _from_fork(fork, "o/b") and not _from_fork(
         Event("pull_request", "refs/pull/9/merge", 2, SAME), "o/b"
     )
+
+
+def test_the_loopback_github_refuses_writes_outside_the_tokens_scopes(github):
+    from ci.github import GitHubClient, GitHubError
+
+    github.add_pull(5, "a" * 40)
+    deployments = f"/repos/{github.repository}/deployments"
+    for writes, comment_ok, deployment_ok in (
+        ({"pull-requests"}, True, False),
+        ({"deployments"}, False, True),
+        (set(), False, False),
+    ):
+        client = GitHubClient(github.repository, scoped(github.token, writes), github.url)
+        calls = {
+            comment_ok: [("POST", f"/repos/{github.repository}/issues/5/comments", {"body": "x"})],
+        }
+        calls.setdefault(deployment_ok, []).append(("POST", deployments, {"ref": "a" * 40}))
+        for ok, requests in calls.items():
+            for method, path, body in requests:
+                if ok:
+                    client.request(method, path, body, retry=False)
+                else:
+                    with pytest.raises(GitHubError, match="403"):
+                        client.request(method, path, body, retry=False)
 
 
 @pytest.mark.parametrize(

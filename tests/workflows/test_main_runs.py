@@ -99,7 +99,7 @@ def test_a_champion_the_predictor_cannot_load_is_verified_and_rolled_back(story)
     assert "is now champion" in result.step("Promote").output
     started = result.step("Start the predictor")
     assert started.outcome == "failure"
-    assert "container predictor is unhealthy" in started.output, started.output[-2000:]
+    assert "docker compose: predictor failed to start" in started.output, started.output[-2000:]
     verify = result.step("Verify the served champion")
     assert verify.outcome == "failure", failure_details(result)
     assert "cannot load v" in verify.output and "failed to load" in verify.output, verify.output

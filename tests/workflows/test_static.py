@@ -112,8 +112,9 @@ def test_each_job_asks_only_for_what_its_steps_use():
         load_workflow(GITHUB / "workflows" / f"{n}.yml") for n in ("train", "pr-comment", "tests")
     )
     assert {n: j["permissions"] for n, j in train["jobs"].items()} == {
-        "train": {"contents": "read"},
-        "champion": {"contents": "read"},
+        # actions: read finds the mlflow-state artifact; deployments: write records promotions
+        "train": {"contents": "read", "actions": "read", "deployments": "write"},
+        "champion": {"contents": "read", "actions": "read"},
     }
     assert comment["jobs"]["comment"]["permissions"] == {
         "actions": "read",
@@ -139,9 +140,46 @@ def test_train_triggers_and_typed_dispatch_inputs():
         "tune": "boolean",
         "n-trials": "number",
         "promote": "boolean",
+        "start-afresh": "boolean",
     }
     assert inputs["model"]["options"] == ["xgboost", "random_forest", "logistic_regression"]
-    assert train["concurrency"]["group"] == "train-${{ github.ref }}"
+    assert inputs["start-afresh"]["default"] is False
+
+
+def test_concurrency_never_drops_a_dispatch_nor_leaves_a_main_commit_unpromoted():
+    """act does not model concurrency: GitHub keeps one running and one pending run per group
+    and a new run cancels the pending one. A dispatch gets a group of its own (its run id);
+    pushes queue per ref and are never cancelled mid-run on the default branch."""
+    concurrency = load_workflow(GITHUB / "workflows" / "train.yml")["concurrency"]
+    group = " ".join(concurrency["group"].split())
+    assert "github.event_name == 'workflow_dispatch'" in group
+    assert "format('dispatch-{0}', github.run_id)" in group
+    assert "format('{0}-{1}', github.event_name, github.ref)" in group
+    cancel = " ".join(concurrency["cancel-in-progress"].split())
+    assert "github.event_name != 'workflow_dispatch'" in cancel
+    assert (
+        "github.ref != format('refs/heads/{0}', github.event.repository.default_branch)" in cancel
+    )
+    for path in WORKFLOWS:
+        for name, job in load_workflow(path)["jobs"].items():
+            assert isinstance(job.get("timeout-minutes"), int), (
+                f"{path.name}: {name} has no timeout"
+            )
+
+
+def test_a_default_branch_run_saves_its_state_only_if_no_other_run_saved_meanwhile():
+    """Runs of the default branch may overlap (a dispatch beside a push): the cache save and
+    the durable copy wait on the lineage check, which compares what was restored with the
+    newest snapshot now."""
+    train = load_workflow(GITHUB / "workflows" / "train.yml")
+    for job in ("train", "champion"):
+        steps = {step.get("name"): step for step in train["jobs"][job]["steps"]}
+        check = steps["Check that no other run saved the state meanwhile"]
+        assert "ci state check-lineage" in check["run"]
+        assert steps["Look up the newest state snapshot"]["with"]["lookup-only"] is True
+        assert "steps.lineage.outcome != 'failure'" in steps["Save MLflow state to the cache"]["if"]
+        durable = " ".join(steps["Keep a durable copy of the state"]["if"].split())
+        assert "steps.lineage.outcome != 'failure'" in durable
 
 
 def test_the_comment_job_never_runs_pull_request_code():
