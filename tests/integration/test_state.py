@@ -87,7 +87,8 @@ def restore_as(
     operator restores into a store its server's user owns (the files must become that
     user's, which only root can do); any other uid through ``setpriv`` with an interpreter and
     packages every user can read."""
-    env = cli_env(**stack.state_env())
+    # No bytecode written by root (or anyone else) into this user's checkout.
+    env = cli_env(PYTHONDONTWRITEBYTECODE="1", **stack.state_env())
     command = [sys.executable, "-m", "ci", "state", "restore", "--dir", str(snapshot)]
     if uid != 0:
         packages = os.pathsep.join((sysconfig.get_paths()["purelib"], str(REPO_ROOT)))
