@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -162,9 +163,9 @@ class Stores:
             return
         root = Path(self.artifacts)
         try:
+            owner = _owner_to_give(root)
             shutil.copytree(source, root, dirs_exist_ok=True)
-            owner = root.stat()
-            if os.geteuid() == 0 and owner.st_uid != 0:
+            if owner is not None:
                 for path in [root, *root.rglob("*")]:
                     os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
         except (OSError, shutil.Error) as error:
@@ -201,6 +202,35 @@ class Stores:
         else:
             command = [tool, *database, *args]
         return _run(command, tool, stdin=stdin, stdout=out)
+
+
+def _owner_to_give(root: Path) -> os.stat_result | None:
+    """The folder's owner, when the copied files must be given to it (this process is root,
+    the folder another user's: the server's, who writes beside them later); None when the
+    copies are already the owner's (this process owns the folder, or the folder is missing and
+    is made by the copy). Anyone else is refused before a file is copied: their files would not
+    be the server's to write beside, and changing an owner is root's right alone."""
+    try:
+        owner = root.stat()
+    except FileNotFoundError:
+        return None
+    me = os.geteuid()
+    if owner.st_uid == me:
+        return None
+    if me == 0:
+        return owner
+    raise StateError(
+        f"cannot restore the artifacts into {root}: it belongs to {_user_name(owner.st_uid)} "
+        f"and this is {_user_name(me)}; run the restore as {_user_name(owner.st_uid)} or as root"
+    )
+
+
+def _user_name(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` for a uid without an account (a container's user)."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _list(run_ids: set[str]) -> str:

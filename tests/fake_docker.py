@@ -20,8 +20,8 @@ JSON record per compose project, naming its database, ports and the processes st
 - ``cp [--archive] <src> <dest>`` copies into or out of the ``mlflow`` service's
   ``/mlartifacts`` with Docker's ownership rules: into a container, files keep a foreign owner
   (root) unless ``--archive`` makes them the container user's (docker/cli#6870); out of a
-  container, they belong to the caller. Changing an owner is root's work: the engine is root on
-  a runner; here it goes through ``sudo`` when the caller is not root.
+  container, they belong to the caller. Copying in and changing an owner are root's work: the
+  engine is root on a runner; here they go through ``sudo`` when the caller is not root.
 
 It runs with the environment the images are built from (this repository's locked packages),
 through an interpreter every user may execute, whoever calls it.
@@ -280,7 +280,7 @@ def _cp(project: str, args: list[str]) -> int:
     source, dest = [a for a in args if a not in ("--archive", "-a")]
     record = _record(project)
     if dest.startswith(ARTIFACT_ROOT):
-        copied = _copy(source, _local(record, dest))
+        copied = _copy_in(source, _local(record, dest))
         owner = record["uid"] if archive else 0
         _chown(copied, owner)
         return 0
@@ -291,12 +291,11 @@ def _cp(project: str, args: list[str]) -> int:
 
 
 def _chown(paths: list[Path], owner: int) -> None:
-    """The engine's ownership change: root's work, through sudo for anyone else."""
-    if not paths or all(p.lstat().st_uid == owner for p in paths):
-        return
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    command = [*sudo, "chown", "--no-dereference", f"{owner}:{owner}", *map(str, paths)]
-    subprocess.run(command, check=True)
+    """The engine's ownership change: root's work (tests/native_stack.py's ``chown``)."""
+    from tests.native_stack import chown
+
+    if not all(p.lstat().st_uid == owner for p in paths):
+        chown(paths, owner)
 
 
 def _local(record: dict, container_path: str) -> Path:
@@ -305,13 +304,31 @@ def _local(record: dict, container_path: str) -> Path:
 
 
 def _copy(source: str, target: Path) -> list[Path]:
-    """Copy a file or a folder (``src/.``: its content) into ``target``; the paths written."""
+    """Copy a file or a folder (``src/.``: its content) out of a container into ``target``
+    (files the caller's, as the real client leaves them); the paths written."""
     origin = Path(source.removesuffix("/."))
     if origin.is_dir():
         shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True)
         return [target, *(target / path.relative_to(origin) for path in origin.rglob("*"))]
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(origin, target)
+    return [target]
+
+
+def _copy_in(source: str, target: Path) -> list[Path]:
+    """Copy a file or a folder (``src/.``: its content) into a container's ``target``: the
+    engine's work, with root's rights (the volume belongs to the container's user), so the
+    files are root's until chowned; the paths written."""
+    from tests.native_stack import run_as_root
+
+    origin = Path(source.removesuffix("/."))
+    keep = ["--recursive", "--no-dereference", "--preserve=mode,timestamps"]
+    if origin.is_dir():
+        run_as_root(["mkdir", "-p", "--", str(target)])
+        run_as_root(["cp", *keep, "--", f"{origin}/.", str(target)])
+        return [target, *(target / path.relative_to(origin) for path in origin.rglob("*"))]
+    run_as_root(["mkdir", "-p", "--", str(target.parent)])
+    run_as_root(["cp", *keep, "--", str(origin), str(target)])
     return [target]
 
 

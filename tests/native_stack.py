@@ -22,6 +22,7 @@ import sysconfig
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from ci.stack import (
@@ -96,6 +97,101 @@ def replace_flags(command: list[str], values: Mapping[str, str]) -> list[str]:
     return kept + [f"{flag}={value}" for flag, value in values.items()]
 
 
+# What sudo resets even with --preserve-env (PATH to its secure_path; PYTHONPATH is among the
+# variables it always removes), put back for a command that needs its environment.
+SUDO_RESETS = ("PATH", "PYTHONPATH")
+
+
+def as_root(command: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """``command`` with root's rights: as it is when this process is root, else through
+    passwordless ``sudo``, as a job on GitHub's hosted runner (the user ``runner``) does what
+    needs root. The one place the suite asks for root; with ``env``, the command keeps the
+    environment it is started with (sudo would reset it)."""
+    if os.geteuid() == 0:
+        return list(command)
+    _check_sudo()
+    if env is None:
+        return ["sudo", "-n", "--", *command]
+    kept = [f"{name}={env[name]}" for name in SUDO_RESETS if name in env]
+    return ["sudo", "-n", "--preserve-env", "--", "env", *kept, *command]
+
+
+@cache
+def _check_sudo() -> None:
+    """Fail at the first need, saying why, when this unprivileged process has no passwordless
+    sudo: the tests that need root's rights fail rather than skip or hang on a password."""
+    try:
+        done = subprocess.run(
+            ["sudo", "-n", "true"], capture_output=True, text=True, timeout=30, check=False
+        )
+        reason = done.stderr.strip() if done.returncode else ""
+    except (OSError, subprocess.TimeoutExpired) as error:
+        reason = str(error)
+    if reason:
+        raise StackError(
+            f"this needs root's rights: the suite runs as uid {os.geteuid()} and passwordless "
+            f"sudo (as on GitHub's hosted runner) is not available: {reason}"
+        )
+
+
+def run_as_root(command: Sequence[str]) -> None:
+    """Run ``command`` with root's rights (:func:`as_root`); StackError naming it if it fails."""
+    done = subprocess.run(as_root(command), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise StackError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+
+
+def chown(paths: Sequence[Path], uid: int) -> None:
+    """Give ``paths`` (not what they link to) to ``uid``: root's work, as Docker's engine does
+    it for a container's volume."""
+    if paths:
+        run_as_root(["chown", "--no-dereference", f"{uid}:{uid}", *map(str, paths)])
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder, with root's rights for what another uid wrote in it (a server run as
+    the image's user) when this process cannot."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        run_as_root(["rm", "-rf", "--", str(path)])
+
+
+def kill_group(pgid: int, signum: int) -> None:
+    """Signal a process group of another uid's processes (a server run as the image's user).
+    Root signals it itself; anyone else through sudo, because ``os.killpg`` would reach only
+    the ``sudo`` that started the server, which relays a signal to its child alone (and cannot
+    relay SIGKILL). ProcessLookupError when the group is gone."""
+    if os.geteuid() == 0:
+        os.killpg(pgid, signum)
+        return
+    done = subprocess.run(
+        as_root(["kill", f"-{signum}", "--", f"-{pgid}"]),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0 and _group_exists(pgid):
+        raise StackError(f"could not signal process group {pgid}: {done.stderr.strip()}")
+    if done.returncode != 0:
+        raise ProcessLookupError(pgid)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, but none of it ours
+        return True
+    return True
+
+
+def become(uid: int) -> list[str]:
+    """The prefix that runs a command as ``uid`` (and its group, no other): root's right, so
+    the command goes through :func:`as_root`."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+
 def shared_interpreter() -> str:
     """A Python of this version that every user may execute, for servers run as another uid."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -158,8 +254,7 @@ class NativeStack:
         self.artifacts_dir.mkdir(exist_ok=True)
         if self.user is not None:  # the image's volume and home belong to its user
             (self.workdir / "home").mkdir(exist_ok=True)
-            for owned in (self.artifacts_dir, self.workdir / "home"):
-                os.chown(owned, self.user, self.user)
+            chown([self.artifacts_dir, self.workdir / "home"], self.user)
         copy = f' TEMPLATE "{template}"' if template else ""
         self._admin(f'CREATE DATABASE "{self.database}"{copy}')
 
@@ -200,16 +295,17 @@ class NativeStack:
             "PYTHONPATH": sysconfig.get_paths()["purelib"],
             "HOME": str(self.workdir / "home"),
         }
-        user = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups"]
-        command = [*user, shared_interpreter(), "-m", "mlflow", *flags]
+        command = [*become(self.user), shared_interpreter(), "-m", "mlflow", *flags]
         return ServiceSpec(command, spec.environment | packages)
 
     def start_server(self) -> None:
         spec = self.server_spec()
         env = self._process_env() | spec.environment
+        # Becoming another uid (setpriv) is root's right.
+        command = spec.command if self.user is None else as_root(spec.command, env)
         with self.log_path.open("ab") as log:
             self._server = subprocess.Popen(
-                spec.command,
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -224,16 +320,25 @@ class NativeStack:
         if self._server is None:
             return
         try:
-            os.killpg(self._server.pid, signum)
+            self._signal(signum)
         except ProcessLookupError:  # already gone (it failed to start, or was stopped)
             self._server = None
             return
         try:
             self._server.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self._server.pid, 9)
+            self._signal(9)
             self._server.wait()
         self._server = None
+
+    def _signal(self, signum: int) -> None:
+        """Signal the server's process group (its own session): a server run as another uid
+        with root's rights."""
+        assert self._server is not None
+        if self.user is None:
+            os.killpg(self._server.pid, signum)
+        else:
+            kill_group(self._server.pid, signum)
 
     def restart_server(self) -> None:
         """Stop the server (closing its database connections) and start it on the same stores."""

@@ -4,14 +4,13 @@ stack of its own whose server runs as the image's uid.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.fake_docker import IMAGE_UID
-from tests.native_stack import NativeStack
+from tests.native_stack import NativeStack, remove_tree
 
 
 @pytest.fixture
@@ -36,4 +35,4 @@ def live():
     stack = unprivileged_stack("live")
     yield stack
     stack.down()
-    shutil.rmtree(stack.workdir, ignore_errors=True)
+    remove_tree(stack.workdir)

@@ -12,7 +12,10 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +23,12 @@ import pytest
 from ci.cli import main
 from machine_learning.provenance import TAG_BRANCH
 from tests import fake_docker
-from tests.conftest import cli_env, exit_status, run_cli
+from tests.conftest import REPO_ROOT, cli_env, exit_status, run_cli
 from tests.integration.conftest import IMAGE_UID, unprivileged_stack
-from tests.native_stack import NativeStack
+from tests.native_stack import NativeStack, as_root, become, remove_tree, shared_interpreter
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="runs the server as another uid (setpriv)"),
-]
+pytestmark = pytest.mark.integration
+OTHER_UID = IMAGE_UID + 1  # neither root nor the server's user
 
 
 @pytest.fixture
@@ -79,6 +80,32 @@ def ci(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def restore_as(
+    stack: NativeStack, snapshot: Path, uid: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """``ci state restore`` into ``stack`` as a real process of ``uid``: root by default, as an
+    operator restores into a store its server's user owns (the files must become that
+    user's, which only root can do); any other uid through ``setpriv`` with an interpreter and
+    packages every user can read."""
+    # No bytecode written by root (or anyone else) into this user's checkout.
+    env = cli_env(PYTHONDONTWRITEBYTECODE="1", **stack.state_env())
+    command = [sys.executable, "-m", "ci", "state", "restore", "--dir", str(snapshot)]
+    if uid != 0:
+        packages = os.pathsep.join((sysconfig.get_paths()["purelib"], str(REPO_ROOT)))
+        env |= {"PYTHONPATH": packages, "HOME": str(snapshot.parent)}
+        env.pop("COVERAGE_PROCESS_CONFIG", None)  # its data file is not that user's to write
+        command = [*become(uid), shared_interpreter(), *command[1:]]
+    return subprocess.run(
+        as_root(command, env),
+        env=env,
+        cwd=snapshot.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def test_a_snapshot_carries_champion_and_branch_runs_to_another_stack(tmp_path, live):
     """Saved from a stack of its own, restored into the shared one (a restore replaces its
     database whatever it held)."""
@@ -116,13 +143,9 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_another_stack(tmp_path, 
         )
         client.set_registered_model_alias("pokemon-battle", "champion", version.version)
 
-        def state(stack, action):
-            env = cli_env(**stack.state_env())
-            folder = str(tmp_path / "snapshot")
-            args = ("state", action, "--dir", folder, "--branch", "main")
-            return run_cli(*args, cwd=tmp_path, env=env, module="ci")
-
-        saved = state(first, "save")
+        env = cli_env(**first.state_env())
+        args = ("state", "save", "--dir", str(tmp_path / "snapshot"), "--branch", "main")
+        saved = run_cli(*args, cwd=tmp_path, env=env, module="ci")
         assert saved.returncode == 0, saved.stderr
         assert "saved 1 runs" in saved.stdout and "1 older runs left out" in saved.stdout
         assert client.get_run(other["run_id"]).info.lifecycle_stage == "active"  # live: untouched
@@ -131,7 +154,7 @@ def test_a_snapshot_carries_champion_and_branch_runs_to_another_stack(tmp_path, 
         assert manifest["mlflow_version"] == mlflow.__version__
         assert not list((tmp_path / "snapshot/artifacts").rglob(f"*{other['run_id']}*"))
 
-        restored = state(second, "restore")
+        restored = restore_as(second, tmp_path / "snapshot")  # its server's files: as root
         assert restored.returncode == 0, restored.stderr
         assert restored.stdout.startswith("restored the snapshot of main saved at")
         assert "same schema as the server" in restored.stdout  # no migration needed
@@ -350,9 +373,9 @@ def test_a_snapshot_from_an_older_mlflow_is_migrated_on_restore(
     tmp_path, capsys, native_stores, mlflow_client, live
 ):
     older_schema_snapshot(tmp_path / "old", live)
-    code, out, err = ci(capsys, "state", "restore", "--dir", str(tmp_path / "old"))
-    assert code == 0, err
-    assert "MLflow 3.3.2, migrated to" in out
+    done = restore_as(live, tmp_path / "old")
+    assert done.returncode == 0, done.stderr
+    assert "MLflow 3.3.2, migrated to" in done.stdout
     experiment = mlflow_client.get_experiment_by_name("from-mlflow-3.3")
     assert experiment is not None
     run = mlflow_client.create_run(experiment.experiment_id)  # the new schema serves writes
@@ -418,4 +441,31 @@ def test_the_compose_path_restores_files_the_server_can_write_beside(
         assert mode & stat.S_IWUSR
     finally:
         fresh.down()
-        shutil.rmtree(fresh.workdir, ignore_errors=True)
+        remove_tree(fresh.workdir)
+
+
+def test_a_restore_by_neither_root_nor_the_stores_owner_is_refused_before_a_copy(
+    mlflow_client, live, saved
+):
+    """Its files would not be the server's to write beside: refused, naming the folder, its
+    owner and what to do; the live database and artifacts stay as they were."""
+    readable = Path(tempfile.mkdtemp(prefix="pb-other-"))
+    readable.chmod(0o755)
+    try:
+        snapshot = good_snapshot(readable, saved)
+        for path in [snapshot, *snapshot.rglob("*")]:  # saved private (mkdtemp): readable now
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        marker = mlflow_client.create_experiment("made-before-a-refused-restore")
+        files = digest(live.artifacts_dir)
+
+        done = restore_as(live, snapshot, uid=OTHER_UID)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: cannot restore the artifacts into {live.artifacts_dir}: it belongs to uid "
+            f"{IMAGE_UID} and this is uid {OTHER_UID}; run the restore as uid {IMAGE_UID} or "
+            "as root"
+        ]
+        assert mlflow_client.get_experiment(marker).lifecycle_stage == "active"
+        assert digest(live.artifacts_dir) == files
+    finally:
+        remove_tree(readable)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from machine_learning.datasets import LABEL, battles
 from machine_learning.simulator import Scenario
 from tests.conftest import actions_env, run_cli, spawn_cli
+from tests.native_stack import run_as_root
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "3000", "--n-test", "1000")
@@ -155,7 +155,6 @@ def test_the_default_is_the_embedded_store_in_the_working_directory(tmp_path):
     assert list((tmp_path / "mlruns").rglob("MLmodel"))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="runs the server as another uid (setpriv)")
 def test_a_run_that_fails_half_way_is_marked_failed_and_keeps_its_id(live, tmp_path):
     """The server cannot write the experiment's artifact folder (owned by root, the server
     runs as the image's user): the model upload fails after the run was created."""
@@ -163,7 +162,7 @@ def test_a_run_that_fails_half_way_is_marked_failed_and_keeps_its_id(live, tmp_p
 
     client = mlflow.MlflowClient(live.tracking_uri)
     blocked = f"blocked-{uuid.uuid4().hex[:8]}"
-    (live.artifacts_dir / blocked).mkdir(mode=0o755)  # root's: the server cannot write in it
+    run_as_root(["mkdir", "--mode=755", str(live.artifacts_dir / blocked)])  # not the server's
     experiment = client.create_experiment(blocked, artifact_location=f"mlflow-artifacts:/{blocked}")
     done = run_cli(
         "train",
