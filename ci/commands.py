@@ -160,7 +160,8 @@ def run_promote(args: argparse.Namespace) -> int:
     except (PromotionRefused, RegistryBusy) as error:
         raise Failure(f"promotion refused: {error}") from None
     print(move.describe(f"promoted run {gate.candidate.run_id}"))
-    append_github_file("GITHUB_OUTPUT", f"version={move.champion}", os.environ)
+    if os.environ.get("GITHUB_OUTPUT"):  # for the step that records the promotion
+        append_github_file("GITHUB_OUTPUT", f"version={move.champion}", os.environ)
     return 0
 
 

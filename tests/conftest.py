@@ -44,7 +44,9 @@ LEAKY_VARIABLES = (
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No tracking server, credentials or GitHub Actions context leaks in from the caller."""
     for name in list(os.environ):
-        if name in LEAKY_VARIABLES or name.startswith("GITHUB_"):
+        # MLflow's HTTP retry settings too: a command sets its defaults in os.environ, and an
+        # in-process one must not hand them to the next test.
+        if name in LEAKY_VARIABLES or name.startswith(("GITHUB_", "MLFLOW_HTTP_REQUEST_")):
             monkeypatch.delenv(name)
     monkeypatch.delenv("CI", raising=False)
 

@@ -29,7 +29,7 @@ from tests.native_stack import free_port, predictor_command
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "2000", "--n-test", "300")
-HEALTHY_V1 = {"status": "ok", "model_version": "1", "error": None}
+HEALTHY_V1 = {"status": "ok", "model_version": "1", "error": None, "failed_version": None}
 
 
 @pytest.fixture(scope="module")

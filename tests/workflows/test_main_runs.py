@@ -96,7 +96,7 @@ def test_a_champion_the_predictor_cannot_load_is_verified_and_rolled_back(story)
     finally:
         story.runner.faults.clear()
     assert result.conclusion == "failure"
-    assert "is now champion" in result.step("Promote").output
+    assert "is now champion" in result.step("Promote").output, failure_details(result)
     started = result.step("Start the predictor")
     assert started.outcome == "failure"
     assert "docker compose: predictor failed to start" in started.output, started.output[-2000:]
