@@ -336,7 +336,8 @@ def test_verify_rolls_back_a_champion_the_predictor_cannot_load(stack, service):
     done = verify(stack, running, name, "--timeout", "5")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "::error title=Verification of v3 failed::the predictor at" in done.stdout
-    assert "still serves v1" in done.stdout and "v1 is now champion" in done.stdout
+    assert "cannot load v3: version 3 failed to load" in done.stdout  # at once, not after --timeout
+    assert "v1 is now champion" in done.stdout
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     assert client.get_model_version_by_alias(name, "previous-champion").version == "3"
 
