@@ -27,8 +27,8 @@ from pathlib import Path
 from ci.gate import evaluate_gate, load_candidate, record_verdict
 from ci.registry import PREVIOUS_CHAMPION, ensure_registered_model, register_version
 from ci.report import branch_history, render
-from machine_learning.provenance import CHAMPION, REGISTERED_MODEL
-from machine_learning.run_record import RunRecord
+from machine_learning.contract.provenance import CHAMPION, REGISTERED_MODEL
+from machine_learning.contract.run_record import RunRecord
 from tests.native_stack import NativeStack
 
 PR = "7"

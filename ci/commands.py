@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine_learning.failures import (
+from machine_learning.contract.failures import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     Failure,
@@ -36,7 +36,7 @@ def run_comment(args: argparse.Namespace) -> int:
         upsert_from_artifact,
     )
     from ci.github import GitHubClient
-    from machine_learning.records import read_text
+    from machine_learning.contract.records import read_text
 
     token = os.environ.get("GITHUB_TOKEN", "")
     repo = args.repo or os.environ.get("GITHUB_REPOSITORY", "")
@@ -76,7 +76,7 @@ def run_comment(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from ci.gate import GateError, annotations, evaluate_gate, load_candidate, record_verdict
     from ci.thresholds import ThresholdError
-    from machine_learning.run_record import RunRecord, is_run_id
+    from machine_learning.contract.run_record import RunRecord, is_run_id
 
     record = RunRecord.read(args.run_json) if args.run_json else None
     run_id = record.run_id if record else args.run_id
@@ -104,8 +104,8 @@ def run_gate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ci.gate_record import GateRecord
     from ci.report import branch_history, render
+    from machine_learning.contract.gate_record import GateRecord
 
     gate = GateRecord.read(args.gate_json)
     history = []
@@ -141,12 +141,12 @@ def run_thresholds(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from ci.gate_record import GateRecord
     from ci.github import append_github_file
     from ci.promote import PromotionRefused, check_promotable, promote
     from ci.registry_lock import RegistryBusy
-    from machine_learning.provenance import build_context, default_branch_refusal
-    from machine_learning.run_record import RunRecord
+    from machine_learning.contract.gate_record import GateRecord
+    from machine_learning.contract.provenance import build_context, default_branch_refusal
+    from machine_learning.contract.run_record import RunRecord
 
     if os.environ.get("GITHUB_ACTIONS") == "true":  # a person at a laptop promotes what they mean
         refusal = default_branch_refusal(os.environ)
@@ -189,7 +189,7 @@ def run_verify(args: argparse.Namespace) -> int:
         smoke,
         wait_for_version,
     )
-    from machine_learning.provenance import CHAMPION
+    from machine_learning.contract.provenance import CHAMPION
 
     predictor_url = _predictor_url(args.predictor_url, os.environ)
     client = _client(args, mutating=True)
@@ -224,7 +224,7 @@ def _champion_now(client: MlflowClient, name: str) -> str:
     """What the registry says now, re-read after a refused rollback: another move (or a
     concurrent verify's rollback) may have changed the champion since this one was read."""
     from ci.registry import version_by_alias
-    from machine_learning.provenance import CHAMPION
+    from machine_learning.contract.provenance import CHAMPION
 
     try:
         champion = version_by_alias(client, name, CHAMPION)
@@ -252,7 +252,7 @@ def _predictor_url(given: str | None, env: Mapping[str, str]) -> str:
 def run_state(args: argparse.Namespace) -> int:
     from ci.state import restore, save
     from ci.state_stores import StateError, Stores
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.provenance import build_context
 
     if args.action == "recover":
         return _recover_state(args)
@@ -284,7 +284,7 @@ def _recover_state(args: argparse.Namespace) -> int:
     """``state recover``: on the default branch, the lineage's snapshot or a refusal."""
     from ci.github import GitHubError
     from ci.lineage import LineageLost, recover
-    from machine_learning.provenance import event_payload, is_default_branch
+    from machine_learning.contract.provenance import event_payload, is_default_branch
 
     if not is_default_branch(os.environ):
         print("not the default branch: a branch starts from the default branch's snapshot")
@@ -316,7 +316,7 @@ def _check_lineage(restored: str, newest: str) -> int:
 def run_record_promotion(args: argparse.Namespace) -> int:
     from ci.github import GitHubError
     from ci.lineage import record_promotion
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.provenance import build_context
 
     sha = build_context(os.environ).git_sha
     try:
@@ -332,7 +332,7 @@ def run_record_promotion(args: argparse.Namespace) -> int:
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
     from ci.server_mode import describe_mode, state_cache_keys
-    from machine_learning.provenance import is_default_branch
+    from machine_learning.contract.provenance import is_default_branch
 
     team, summary = describe_mode(os.environ)
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
@@ -410,8 +410,8 @@ def _on_compose_stack(step: str):
 
 
 def run_build_info(args: argparse.Namespace) -> int:
-    from ci.build_info import BuildInfo
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.build_info import BuildInfo
+    from machine_learning.contract.provenance import build_context
 
     try:
         info = BuildInfo.of(build_context(os.environ))

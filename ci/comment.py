@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.build_info import BuildInfo
 from ci.github import GitHubClient, GitHubError
-from machine_learning.failures import EXIT_BAD_INPUT, EXIT_FAILED
-from machine_learning.records import RecordError, read_bytes
+from machine_learning.contract.build_info import BuildInfo
+from machine_learning.contract.failures import EXIT_BAD_INPUT, EXIT_FAILED
+from machine_learning.contract.records import RecordError, read_bytes
 
 BODY_LIMIT = 65_536
 TRUNCATED = "\n\n_(cut to fit GitHub's comment limit; the full report is in the job summary)_\n"

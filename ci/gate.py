@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci import bootstrap
-from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
 from ci.registry import load_thresholds, version_by_alias
-from ci.verdict import Verdict, judge, overall
-from machine_learning.datasets import LABEL
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.provenance import (
+from ci.verdict import judge, overall
+from machine_learning.contract.gate_record import (
+    CandidateSummary,
+    ChampionSummary,
+    GateRecord,
+    MetricRow,
+    Verdict,
+)
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.provenance import (
     CHAMPION,
     TAG_BRANCH,
     TAG_DATASET_DIGEST,
@@ -27,6 +32,7 @@ from machine_learning.provenance import (
     TAG_RUN_URL,
     TAG_TEST_DIGEST,
 )
+from machine_learning.datasets import LABEL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
 
     from ci.bootstrap import Comparison
     from ci.thresholds import Threshold
-    from machine_learning.run_record import RunRecord
+    from machine_learning.contract.run_record import RunRecord
 
 
 class GateError(RuntimeError):

@@ -1,6 +1,6 @@
 """GitHub: the few REST calls we make, and the files Actions hands a step (GITHUB_OUTPUT…).
 
-Where a run comes from (commit, branch, PR) is read by ``machine_learning.provenance``.
+Where a run comes from (commit, branch, PR) is read by ``machine_learning.contract.provenance``.
 
 Standard library only: the comment step runs in a privileged job with a minimal install.
 """

@@ -23,8 +23,8 @@ from ci.monitor_decision import (
     window_status,
 )
 from ci.monitor_thresholds import MonitorThreshold, parse_spec
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring.window import WindowMeasurement
-from machine_learning.records import JsonRecord
 
 MONITOR_FILE = "monitor.json"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ci.gate_record import GateRecord
 from ci.registry import (
     PREVIOUS_CHAMPION,
     ensure_registered_model,
@@ -25,7 +24,8 @@ from ci.registry import (
     version_of_run,
 )
 from ci.registry_lock import registry_lock
-from machine_learning.provenance import CHAMPION, TAG_GIT_SHA, TAG_PR_NUMBER, TAG_RUN_ID
+from machine_learning.contract.gate_record import GateRecord
+from machine_learning.contract.provenance import CHAMPION, TAG_GIT_SHA, TAG_PR_NUMBER, TAG_RUN_ID
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -13,11 +13,10 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from ci.gate_record import GateRecord
 from ci.runs import tag_filter
-from ci.verdict import Verdict
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.provenance import (
+from machine_learning.contract.gate_record import GateRecord, Verdict
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.provenance import (
     TAG_BRANCH,
     TAG_DATASET_VERSION,
     TAG_GIT_SHA,

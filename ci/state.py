@@ -2,11 +2,12 @@
 
 A snapshot is a folder (the Actions cache saves and restores it): ``mlflow.dump`` (pg_dump of
 the MLflow database, custom format), ``artifacts/`` (the artifact store, only what the kept runs
-and models reference) and ``manifest.json`` (ci.state.Manifest). What is kept: the runs and
-models behind the ``champion`` and ``previous-champion`` aliases and the branch's last runs;
-other runs are marked deleted *in the snapshot* (their metrics stay) and their files left out.
+and models reference) and ``manifest.json`` (machine_learning.contract.state_manifest). What
+is kept: the runs and models behind the ``champion`` and ``previous-champion`` aliases and the
+branch's last runs; other runs are marked deleted *in the snapshot* (their metrics stay) and
+their files left out.
 
-Nothing is changed before it is safe (DESIGN §8):
+Nothing is changed before it is safe:
 - save never touches the live server: it dumps, restores the dump into a scratch database,
   checks that it is the tracking server's store, prunes there, dumps the result into a folder
   beside the old snapshot, and only then swaps the folders;
@@ -27,7 +28,6 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -36,33 +36,16 @@ from typing import TYPE_CHECKING
 from ci.registry import PREVIOUS_CHAMPION, version_by_alias
 from ci.runs import tag_filter
 from ci.state_stores import StateError, Stores
-from machine_learning.failures import EXIT_BAD_INPUT
-from machine_learning.provenance import CHAMPION, TAG_BRANCH
-from machine_learning.records import JsonRecord, RecordError
-from machine_learning.run_record import is_run_id
+from machine_learning.contract.failures import EXIT_BAD_INPUT
+from machine_learning.contract.provenance import CHAMPION, TAG_BRANCH
+from machine_learning.contract.records import RecordError
+from machine_learning.contract.state_manifest import MANIFEST, Manifest
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-DUMP, ARTIFACTS, MANIFEST = "mlflow.dump", "artifacts", "manifest.json"
+DUMP, ARTIFACTS = "mlflow.dump", "artifacts"
 KEEP_BRANCH_RUNS = 10
-
-
-@dataclass(frozen=True)
-class Manifest(JsonRecord):
-    """What a snapshot holds; read back (validated) before anything is restored."""
-
-    saved_at: str
-    branch: str
-    mlflow_version: str
-    kept_runs: list[str]
-    deleted_runs: int
-    artifact_files: int
-
-    def __post_init__(self) -> None:
-        bad = [run for run in self.kept_runs if not is_run_id(run)]
-        if bad:
-            raise ValueError(f"kept_runs holds {bad[0][:40]!r}, not an MLflow run id")
 
 
 def keep_set(

@@ -23,7 +23,7 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from ci.stack import COMPOSE_FILE, COMPOSE_PROJECT, ComposeCLI
-from machine_learning.failures import EXIT_FAILED
+from machine_learning.contract.failures import EXIT_FAILED
 
 COMPOSE = "compose"
 COMPOSE_DATABASE, COMPOSE_USER = "mlflow", "mlflow"  # the postgres service's POSTGRES_DB/USER
@@ -205,7 +205,7 @@ class Stores:
 
 def _list(run_ids: set[str]) -> str:
     """A SQL list of run ids; each was checked to be 32 hex digits, so none needs escaping."""
-    from machine_learning.run_record import is_run_id
+    from machine_learning.contract.run_record import is_run_id
 
     if not all(is_run_id(run) for run in run_ids):
         raise ValueError("run ids must be 32 hex digits")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from machine_learning.metric_names import GATE_METRICS, greater_is_better
+from machine_learning.contract.metric_names import GATE_METRICS, greater_is_better
 
 TAG_PREFIX = "gate."
 SEED_FILE = Path(__file__).resolve().parent / "thresholds.toml"

@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ci.thresholds import Threshold
-from ci.verdict import Verdict, judge
+from ci.verdict import judge
+from machine_learning.contract.gate_record import Verdict
 from machine_learning.contract.prediction import API_PREFIX, Health, PredictResponse, ServedModel
 
 CANARY_SEED = 2_000_029  # not TEST_SEED (1,000,003), not a default training seed

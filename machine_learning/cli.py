@@ -13,15 +13,14 @@ from enum import StrEnum
 from pathlib import Path
 
 from machine_learning import use_cli
-from machine_learning.arguments import (
+from machine_learning.contract.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
     int_in,
     nonblank_name,
     positive_int,
 )
-from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
-from machine_learning.failures import (
+from machine_learning.contract.failures import (
     EXIT_CODES,
     EXIT_UNREACHABLE,
     MLFLOW_DEFAULTS,
@@ -30,6 +29,7 @@ from machine_learning.failures import (
     mlflow_defaults,
     run_command,
 )
+from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.models import ModelName
 from machine_learning.simulator import Scenario
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from machine_learning.contract.failures import first_line
 from machine_learning.contract.prediction import (
     MAX_NAME_CHARS,
     MAX_STAT,
@@ -25,10 +26,9 @@ from machine_learning.contract.prediction import (
     STATS,
     response_json,
 )
+from machine_learning.contract.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.data import load_pokedex
 from machine_learning.datasets import RAW_COLUMNS, SIDE_COLUMNS
-from machine_learning.failures import first_line
-from machine_learning.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 
 if TYPE_CHECKING:
     import numpy as np

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from machine_learning.contract.failures import first_line
 from machine_learning.contract.prediction import (
     MAX_BATTLES,
     ErrorBody,
@@ -24,7 +25,6 @@ from machine_learning.contract.prediction import (
     PredictResponse,
     ServedModel,
 )
-from machine_learning.failures import first_line
 from machine_learning.predict import PredictError, Predictor, battle_rows, pokedex
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 
+from machine_learning.contract.failures import first_line
 from machine_learning.contract.prediction import API_PREFIX, API_VERSION, PredictRequest
-from machine_learning.failures import first_line
 from machine_learning.predict import ModelInfo, Predictor, describe, load_predictor
 from machine_learning.routes import api_router, probe_router
 

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.failures import OUTAGE_TOLERANCE_S
+from machine_learning.contract.failures import OUTAGE_TOLERANCE_S
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +136,7 @@ def command_target(cli_uri: str | None, allow_fallback: bool = True) -> Tracking
     is exit 3 (the commands' contract)."""
     import os
 
-    from machine_learning.failures import EXIT_UNREACHABLE, Failure
+    from machine_learning.contract.failures import EXIT_UNREACHABLE, Failure
 
     try:
         target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
@@ -289,7 +289,7 @@ def short_retries() -> Iterator[None]:
     the variables restored after: MLflow reads them on every request."""
     import os
 
-    from machine_learning.failures import MLFLOW_DEFAULTS
+    from machine_learning.contract.failures import MLFLOW_DEFAULTS
 
     names = [name for name in MLFLOW_DEFAULTS if name.startswith("MLFLOW_HTTP_")]
     saved = {name: os.environ.get(name) for name in names}

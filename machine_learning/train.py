@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.models import ModelName
-from machine_learning.provenance import (
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.provenance import (
     TAG_DATASET_DIGEST,
     TAG_DATASET_VERSION,
     TAG_MODEL,
@@ -27,8 +25,10 @@ from machine_learning.provenance import (
     TAG_WINNER,
     TAG_WINNER_RUN_ID,
 )
-from machine_learning.records import write_json_atomic
-from machine_learning.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
+from machine_learning.contract.records import write_json_atomic
+from machine_learning.contract.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
+from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
+from machine_learning.models import ModelName
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def save_local(
 
 
 def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[str, str]:
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.provenance import build_context
 
     return build_context(os.environ).as_tags() | {
         TAG_DATASET_DIGEST: data.digest,

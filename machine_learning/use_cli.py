@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine_learning.arguments import (
+from machine_learning.contract.arguments import (
     DefaultsOnce,
     int_in,
     nonblank_name,
@@ -17,7 +17,7 @@ from machine_learning.arguments import (
     positive_int,
     seconds_in,
 )
-from machine_learning.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
+from machine_learning.contract.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
 from machine_learning.predict import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine_learning.records import JsonRecord, read_json
+from machine_learning.contract.records import JsonRecord, read_json
 
 # The registered model the lifecycle promotes, and the alias that serves.
 REGISTERED_MODEL = "pokemon-battle"

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import NoReturn
 
-from machine_learning.records import RecordError
+from machine_learning.contract.records import RecordError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_CODES = (
