@@ -25,9 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ci.gate import evaluate_gate, load_candidate, record_verdict
-from ci.registry import PREVIOUS_CHAMPION, ensure_registered_model, register_version
+from ci.registry import ensure_registered_model, register_version
 from ci.report import branch_history, render
-from machine_learning.contract.provenance import CHAMPION, REGISTERED_MODEL
+from machine_learning.contract.mlflow_names import (
+    CHAMPION,
+    PARAM_MODEL,
+    PREVIOUS_CHAMPION,
+    REGISTERED_MODEL,
+    TAG_BRANCH,
+    TAG_GIT_SHA,
+    TAG_PR_NUMBER,
+)
 from machine_learning.contract.run_record import RunRecord
 from tests.native_stack import NativeStack
 
@@ -51,11 +59,11 @@ def fill(backend_uri: str, experiment_id: str, start: int, stop: int) -> None:
                     Metric(name, 0.9 + (i % 7) / 1000, 0, 0)
                     for name in ("test_f1", "test_accuracy", "test_roc_auc")
                 ],
-                params=[Param("model", "xgboost"), Param("seed", str(i))],
+                params=[Param(PARAM_MODEL, "xgboost"), Param("seed", str(i))],
                 tags=[
-                    RunTag("ci.pr_number", pr),
-                    RunTag("ci.branch", f"feature-{pr}"),
-                    RunTag("ci.git_sha", f"{i:040x}"),
+                    RunTag(TAG_PR_NUMBER, pr),
+                    RunTag(TAG_BRANCH, f"feature-{pr}"),
+                    RunTag(TAG_GIT_SHA, f"{i:040x}"),
                 ],
             )
             client.set_terminated(run.info.run_id)

@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from ci.stack import free_port
+from machine_learning.contract.mlflow_names import CHAMPION
 from machine_learning.datasets import RAW_COLUMNS, held_out_battles
 from machine_learning.simulator import Scenario
 from tests.native_stack import NativeStack, predictor_command
@@ -94,7 +95,7 @@ def train_versions(stack: NativeStack, workdir: Path) -> None:
         )  # fmt: skip
         record = json.loads((out / "run.json").read_text())
         mlflow.register_model(record["model_uri"], NAME)
-    mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", "1")
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, "1")
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -127,7 +128,7 @@ def swap_under_load(url: str, client, seconds: float) -> dict:
     moves, start = [], time.monotonic()
     for index, version in enumerate(("2", "1", "2", "1"), start=1):
         time.sleep(max(0.0, start + seconds * index / 5 - time.monotonic()))
-        client.set_registered_model_alias(NAME, "champion", version)
+        client.set_registered_model_alias(NAME, CHAMPION, version)
         moves.append((time.monotonic(), version))
     time.sleep(max(0.0, start + seconds - time.monotonic()))
     stop.set()

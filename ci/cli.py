@@ -25,7 +25,7 @@ from machine_learning.contract.failures import (
     mlflow_defaults,
     run_command,
 )
-from machine_learning.contract.provenance import REGISTERED_MODEL
+from machine_learning.contract.mlflow_names import REGISTERED_MODEL
 
 OUTPUTS = Path("outputs")
 ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --help stays light

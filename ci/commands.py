@@ -189,7 +189,7 @@ def run_verify(args: argparse.Namespace) -> int:
         smoke,
         wait_for_version,
     )
-    from machine_learning.contract.provenance import CHAMPION
+    from machine_learning.contract.mlflow_names import CHAMPION, PARAM_SCENARIO_TYPE
 
     predictor_url = _predictor_url(args.predictor_url, os.environ)
     client = _client(args, mutating=True)
@@ -202,7 +202,7 @@ def run_verify(args: argparse.Namespace) -> int:
         wait_for_version(service, expected, args.timeout)
         smoke(service, expected)
         run_id = client.get_model_version(args.model_name, expected).run_id
-        scenario = client.get_run(run_id).data.params.get("scenario_type", "random")
+        scenario = client.get_run(run_id).data.params.get(PARAM_SCENARIO_TYPE, "random")
         rules, _ = load_thresholds(client, args.model_name)
         lines = judge_canary(canary_scores(service, expected, scenario, args.canary_battles), rules)
     except VerifyFailed as failed:
@@ -224,7 +224,7 @@ def _champion_now(client: MlflowClient, name: str) -> str:
     """What the registry says now, re-read after a refused rollback: another move (or a
     concurrent verify's rollback) may have changed the champion since this one was read."""
     from ci.registry import version_by_alias
-    from machine_learning.contract.provenance import CHAMPION
+    from machine_learning.contract.mlflow_names import CHAMPION
 
     try:
         champion = version_by_alias(client, name, CHAMPION)

@@ -33,11 +33,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.registry import PREVIOUS_CHAMPION, version_by_alias
+from ci.registry import version_by_alias
 from ci.runs import tag_filter
 from ci.state_stores import StateError, Stores
 from machine_learning.contract.failures import EXIT_BAD_INPUT
-from machine_learning.contract.provenance import CHAMPION, TAG_BRANCH
+from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION, TAG_BRANCH
 from machine_learning.contract.records import RecordError
 from machine_learning.contract.state_manifest import MANIFEST, Manifest
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter, ValidationError
 
 from machine_learning.contract.failures import first_line
+from machine_learning.contract.mlflow_names import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.contract.prediction import (
     MAX_NAME_CHARS,
     MAX_STAT,
@@ -26,7 +27,6 @@ from machine_learning.contract.prediction import (
     STATS,
     response_json,
 )
-from machine_learning.contract.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.data import load_pokedex
 from machine_learning.datasets import RAW_COLUMNS, SIDE_COLUMNS
 

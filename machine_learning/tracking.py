@@ -80,10 +80,6 @@ class LoggedRun:
     run_url: str
 
 
-def experiment_name(dataset_version: str) -> str:
-    return f"pokemon-battle-{dataset_version}"
-
-
 def server_is_healthy(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """True when ``<uri>/health`` answers 200; the health endpoint needs no credentials."""
     try:

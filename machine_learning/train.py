@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from machine_learning.contract.metric_names import MAIN_METRIC
-from machine_learning.contract.provenance import (
+from machine_learning.contract.mlflow_names import (
     TAG_DATASET_DIGEST,
     TAG_DATASET_VERSION,
     TAG_MODEL,
     TAG_TEST_DIGEST,
     TAG_WINNER,
     TAG_WINNER_RUN_ID,
+    experiment_name,
 )
 from machine_learning.contract.records import write_json_atomic
 from machine_learning.contract.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
@@ -168,7 +169,7 @@ def run_record(
     run_id: str | None = None,
 ) -> RunRecord:
     """The content of run.json: how to find this run and its model again."""
-    from machine_learning.tracking import experiment_name, redact_uri
+    from machine_learning.tracking import redact_uri
 
     status = LOGGED if logged else (TRACKING_FAILED if error else NOT_LOGGED)
     return RunRecord(
@@ -255,7 +256,7 @@ def log_one(
     trained: TrainedModel,
     parent_run_id: str | None = None,
 ) -> LoggedRun:
-    from machine_learning.tracking import experiment_name, log_training_run
+    from machine_learning.tracking import log_training_run
 
     return log_training_run(
         target,
@@ -301,7 +302,7 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         winner,
         winner.metrics | {"winner": str(winner.model), "comparison": comparison},
     )
-    experiment = config.experiment or tracking.experiment_name(config.dataset_version)
+    experiment = config.experiment or experiment_name(config.dataset_version)
     with tracking_guard(config, data, target, winner), step("logging the comparison to MLflow"):
         parent_id, _ = tracking.start_parent_run(
             target,

@@ -41,8 +41,8 @@ def candidate_run(client, experiment: str) -> str:
 
 
 def aliases(client, name: str) -> tuple[str | None, str | None]:
-    from ci.registry import PREVIOUS_CHAMPION, version_by_alias
-    from machine_learning.contract.provenance import CHAMPION
+    from ci.registry import version_by_alias
+    from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION
 
     found = [version_by_alias(client, name, alias) for alias in (CHAMPION, PREVIOUS_CHAMPION)]
     return tuple(str(v.version) if v else None for v in found)
