@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ci import bootstrap
 from ci.registry import load_thresholds, version_by_alias
 from ci.verdict import judge, overall
+from machine_learning.contract.failures import BadInput
 from machine_learning.contract.gate_record import (
     CandidateSummary,
     ChampionSummary,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from machine_learning.contract.run_record import RunRecord
 
 
-class GateError(RuntimeError):
+class GateError(BadInput):
     """The gate could not be evaluated (as opposed to a candidate that fails it)."""
 
 

@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from machine_learning.contract.failures import Refused
+
 # GitHub's rule when a rate-limited answer does not say how long: "wait for at least one minute"
 # (REST API docs, "Handle rate limit errors appropriately").
 RATE_LIMIT_WAIT_S = 60.0
 
 
-class GitHubError(RuntimeError):
+class GitHubError(Refused):
     """A GitHub API call failed; ``status`` is the HTTP status (599: no answer).
 
     ``retry_at`` (epoch seconds) is set when GitHub rate-limited the call for longer than the

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ci.registry import ensure_registered_model, register_version, version_by_alias, version_of_run
 from ci.registry_lock import registry_lock
+from machine_learning.contract.failures import Refused
 from machine_learning.contract.gate_record import GateRecord
 from machine_learning.contract.mlflow_names import (
     CHAMPION,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(Refused):
     """The move may not happen (or lost a race); the message says why and what to do."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from machine_learning.contract.failures import Refused
 from machine_learning.contract.mlflow_names import LOCK_SUFFIX, TAG_LOCK_OWNER
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ STALE_AFTER_S = 120.0
 POLL_S = 0.2
 
 
-class RegistryBusy(RuntimeError):
+class RegistryBusy(Refused):
     """Another move held the lock for longer than we wait."""
 
 

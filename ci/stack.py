@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from machine_learning.contract.failures import Failure
 from machine_learning.tracking import server_is_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ HEALTH_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 30
 
 
-class StackError(RuntimeError):
+class StackError(Failure):
     """A service of the stack failed to start; the message names it and shows its log."""
 
 

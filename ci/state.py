@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING
 
 from ci.registry import version_by_alias
 from ci.runs import tag_filter
-from ci.state_stores import StateError, Stores
-from machine_learning.contract.failures import EXIT_BAD_INPUT
+from ci.state_stores import StateError, Stores, UnusableState
 from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION, TAG_BRANCH
 from machine_learning.contract.records import RecordError
 from machine_learning.contract.state_manifest import MANIFEST, Manifest
@@ -121,10 +120,9 @@ def restore(stores: Stores, source: Path) -> str:
     manifest = _check_snapshot(source)
     installed = metadata.version("mlflow")
     if _version_key(manifest.mlflow_version) > _version_key(installed):
-        raise StateError(
+        raise UnusableState(
             f"the snapshot was saved by MLflow {manifest.mlflow_version}, newer than the "
-            f"installed {installed}: it cannot be migrated down; start without it",
-            EXIT_BAD_INPUT,
+            f"installed {installed}: it cannot be migrated down; start without it"
         )
     migrated = _load_migrated(stores, source)
     return (
@@ -165,10 +163,9 @@ def _check_same_store(copy: Stores, experiments: dict[str, str], keep: set[str])
     except StateError:  # not even MLflow's tables
         dumped, kept = None, -1
     if dumped != experiments or kept != len(keep):
-        raise StateError(
+        raise UnusableState(
             f"the database {copy.describe()} does not hold the tracking server's experiments "
-            "and runs: point --database at the tracking server's own database",
-            EXIT_BAD_INPUT,
+            "and runs: point --database at the tracking server's own database"
         )
 
 
@@ -176,21 +173,18 @@ def _check_snapshot(folder: Path) -> Manifest:
     """A snapshot we may load: its manifest, a dump, and only regular files and folders."""
     for path in (folder, folder / DUMP):
         if path.is_symlink():
-            raise StateError(f"refusing the snapshot: {path} is a symlink", EXIT_BAD_INPUT)
+            raise UnusableState(f"refusing the snapshot: {path} is a symlink")
     if not (folder / DUMP).is_file():
-        raise StateError(f"refusing the snapshot: {folder / DUMP} is missing", EXIT_BAD_INPUT)
+        raise UnusableState(f"refusing the snapshot: {folder / DUMP} is missing")
     try:
         manifest = Manifest.read(folder / MANIFEST)
     except RecordError as error:
-        raise StateError(f"refusing the snapshot: {error}", EXIT_BAD_INPUT) from None
+        raise UnusableState(f"refusing the snapshot: {error}") from None
     for root, folders, files in os.walk(folder / ARTIFACTS):
         for name in folders + files:
             path = Path(root) / name
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                raise StateError(
-                    f"refusing the snapshot: {path} is a symlink or a special file",
-                    EXIT_BAD_INPUT,
-                )
+                raise UnusableState(f"refusing the snapshot: {path} is a symlink or a special file")
     return manifest
 
 

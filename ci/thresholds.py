@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from machine_learning.contract.failures import BadInput
 from machine_learning.contract.metric_names import GATE_METRICS, greater_is_better
 from machine_learning.contract.mlflow_names import GATE_PREFIX
 
@@ -21,7 +22,7 @@ SEED_FILE = Path(__file__).resolve().parent / "thresholds.toml"
 KEYS = {"threshold", "greater_is_better", "tolerance_absolute", "tolerance_relative"}
 
 
-class ThresholdError(ValueError):
+class ThresholdError(BadInput, ValueError):
     """A threshold spec that cannot be used; the message names where it came from."""
 
 

@@ -22,10 +22,8 @@ from machine_learning.contract.arguments import (
 )
 from machine_learning.contract.failures import (
     EXIT_CODES,
-    EXIT_UNREACHABLE,
     MLFLOW_DEFAULTS,
     TRAINING_MLFLOW_DEFAULTS,
-    Failure,
     mlflow_defaults,
     run_command,
 )
@@ -197,18 +195,13 @@ def _run(args: argparse.Namespace) -> int:
     # uv venvs have no pip; MLflow warns about it on every model save, to no purpose here.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     from machine_learning.tracking import command_target
-    from machine_learning.train import TrackingFailed, TrainConfig, run_compare, run_train
+    from machine_learning.train import TrainConfig, run_compare, run_train
 
     target = command_target(args.tracking_uri)
     options = vars(args) | {"tune": args.tune == "true"}
     fields = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{key: value for key, value in options.items() if key in fields})
-    try:
-        record = (run_compare if args.command == "compare" else run_train)(config, target)
-    except TrackingFailed as exc:
-        raise Failure(
-            f"tracking failed: {exc}; local outputs kept in {args.output_dir}", EXIT_UNREACHABLE
-        ) from None
+    record = (run_compare if args.command == "compare" else run_train)(config, target)
     _summary(record, args.output_dir)
     return 0
 

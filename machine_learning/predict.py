@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from machine_learning.contract.failures import first_line
+from machine_learning.contract.failures import BadInput, first_line
 from machine_learning.contract.mlflow_names import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.contract.prediction import (
     MAX_NAME_CHARS,
@@ -40,7 +40,7 @@ TYPED_NAMES_KEPT = 100_000
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class PredictError(ValueError):
+class PredictError(BadInput, ValueError):
     """Input the model cannot be asked about (unknown Pokémon, malformed rows), or no model."""
 
 

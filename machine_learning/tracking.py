@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.contract.failures import OUTAGE_TOLERANCE_S
+from machine_learning.contract.failures import OUTAGE_TOLERANCE_S, Unreachable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,12 +46,15 @@ SKOPS_TRUSTED_TYPES = [
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy")
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(Unreachable):
     """The configured tracking server does not answer and falling back is not allowed."""
 
 
 class RunInterrupted(RuntimeError):
-    """Logging failed after the run was created: its id, so run.json can still name it."""
+    """Logging failed after the run was created: its id, so run.json can still name it.
+
+    Outside the failure hierarchy: training's tracking guard turns it into TrackingFailed, so
+    it never leaves the command."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"logging run {run_id} failed")
@@ -129,15 +132,10 @@ def resolve_tracking_uri(
 
 def command_target(cli_uri: str | None, allow_fallback: bool = True) -> TrackingTarget:
     """The store a command uses, said once on stderr; a configured server that cannot be used
-    is exit 3 (the commands' contract)."""
+    is TrackingUnavailable (exit 3)."""
     import os
 
-    from machine_learning.contract.failures import EXIT_UNREACHABLE, Failure
-
-    try:
-        target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
-    except TrackingUnavailable as error:
-        raise Failure(str(error), EXIT_UNREACHABLE) from None
+    target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
     print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
     return target
 

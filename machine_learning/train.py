@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from machine_learning.contract.failures import Unreachable
 from machine_learning.contract.metric_names import MAIN_METRIC
 from machine_learning.contract.mlflow_names import (
     TAG_DATASET_DIGEST,
@@ -191,8 +192,9 @@ def run_record(
     )
 
 
-class TrackingFailed(RuntimeError):
-    """Logging to MLflow failed after the local outputs were written."""
+class TrackingFailed(Unreachable):
+    """Logging to MLflow failed after the local outputs were written (exit 3); the line says
+    where they are."""
 
 
 def save_local(
@@ -246,7 +248,9 @@ def tracking_guard(
         run_id = exc.run_id if isinstance(exc, RunInterrupted) else None
         record = run_record(config, data, target, winner, None, error=message, run_id=run_id)
         record.write(config.output_dir / "run.json")
-        raise TrackingFailed(message) from exc
+        raise TrackingFailed(
+            f"tracking failed: {message}; local outputs kept in {config.output_dir}"
+        ) from exc
 
 
 def log_one(

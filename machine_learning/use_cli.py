@@ -17,7 +17,7 @@ from machine_learning.contract.arguments import (
     positive_int,
     seconds_in,
 )
-from machine_learning.contract.failures import EXIT_BAD_INPUT, EXIT_CODES, Failure
+from machine_learning.contract.failures import EXIT_CODES, BadInput
 from machine_learning.predict import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
@@ -121,30 +121,24 @@ def run(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from machine_learning.contract.prediction import PredictResponse
-    from machine_learning.predict import PredictError, load_predictor, pokedex
+    from machine_learning.predict import load_predictor, pokedex
 
     if args.input is None and len(args.names) != 2:
-        raise Failure(
-            "give two Pokémon (predict pikachu charizard), or --input FILE", EXIT_BAD_INPUT
-        )
+        raise BadInput("give two Pokémon (predict pikachu charizard), or --input FILE")
     if args.input is not None and (args.names or args.output is None):
-        raise Failure("--input goes with --output FILE and no names", EXIT_BAD_INPUT)
+        raise BadInput("--input goes with --output FILE and no names")
     if args.input is not None and _same_file(args.input, args.output):
-        raise Failure(
+        raise BadInput(
             f"--output {args.output} is the input file {args.input}: the predictions would "
-            "overwrite the battles; write them elsewhere",
-            EXIT_BAD_INPUT,
+            "overwrite the battles; write them elsewhere"
         )
-    try:
-        if args.input is None:
-            a, b = args.names
-            rows = pokedex().battles([a], [b])  # names first: no model load if wrong
-        predictor = load_predictor(_describe(args))
-        if args.input is not None:
-            return _batch(predictor, args.input, args.output, args.chunk_rows)
-        answer = predictor.answer_json(rows)
-    except PredictError as error:
-        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    if args.input is None:
+        a, b = args.names
+        rows = pokedex().battles([a], [b])  # names first: no model load if wrong
+    predictor = load_predictor(_describe(args))
+    if args.input is not None:
+        return _batch(predictor, args.input, args.output, args.chunk_rows)
+    answer = predictor.answer_json(rows)
     if args.json:
         print(answer.decode())
         return 0
@@ -217,7 +211,7 @@ def _write(scored: pd.DataFrame, target: Path, first: bool) -> None:
     try:
         scored.to_csv(target, mode="w" if first else "a", header=first, index=False)
     except OSError as error:
-        raise Failure(f"cannot write {target}: {error.strerror or error}", EXIT_BAD_INPUT) from None
+        raise BadInput(f"cannot write {target}: {error.strerror or error}") from None
 
 
 def _describe(args: argparse.Namespace):
@@ -227,7 +221,7 @@ def _describe(args: argparse.Namespace):
 
     if not args.model_uri.startswith(SERVER_URIS):
         if not Path(args.model_uri).is_dir():
-            raise Failure(f"--model-uri {args.model_uri}: no such model folder", EXIT_BAD_INPUT)
+            raise BadInput(f"--model-uri {args.model_uri}: no such model folder")
         return describe(args.model_uri, None)
     return describe(args.model_uri, command_client(args.tracking_uri))
 
@@ -244,7 +238,7 @@ def run_serve(args: argparse.Namespace) -> int:
     following = Following(args.model_uri, client, args.poll_interval).start()
     if following.current is None and not following.follows_alias:
         listening.close()
-        raise Failure(following.error, EXIT_BAD_INPUT)
+        raise BadInput(following.error)
     served = (
         following.current.info.label if following.current else f"nothing yet ({following.error})"
     )
@@ -263,14 +257,12 @@ def _listen(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         listening = socket.socket(family, socket.SOCK_STREAM)
     except OSError as error:
-        raise Failure(f"--host {host}: {error.strerror or error}", EXIT_BAD_INPUT) from None
+        raise BadInput(f"--host {host}: {error.strerror or error}") from None
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         listening.bind((host, port))
     except OSError as error:
         listening.close()
         where = f"{host}:{port}"
-        raise Failure(
-            f"--port {port}: cannot listen on {where}: {error.strerror}", EXIT_BAD_INPUT
-        ) from None
+        raise BadInput(f"--port {port}: cannot listen on {where}: {error.strerror}") from None
     return listening
