@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.runs import quoted
+from ci.search_filters import quoted
 from ci.thresholds import SEED_FILE, Threshold, from_seed_file, from_tags
 from machine_learning.contract.mlflow_names import GATE_PREFIX
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from ci.runs import tag_filter
+from ci.search_filters import tag_filter
 from machine_learning.contract.gate_record import GateRecord, Verdict
 from machine_learning.contract.metric_names import MAIN_METRIC
 from machine_learning.contract.mlflow_names import (

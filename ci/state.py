@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci.registry import version_by_alias
-from ci.runs import tag_filter
+from ci.search_filters import tag_filter
 from ci.state_stores import StateError, Stores, UnusableState
 from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION, TAG_BRANCH
 from machine_learning.contract.records import RecordError
