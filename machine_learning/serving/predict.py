@@ -50,10 +50,11 @@ class Pokedex:
     def __init__(self) -> None:
         table = load_pokedex()
         self.names: list[str] = table["name"].tolist()
-        self._index = {key(name): row for row, name in enumerate(self.names)}
+        self._index = {showdown_id(name): row for row, name in enumerate(self.names)}
         self._index |= {ident: row for row, ident in enumerate(table["id"])}
         # Names as typed → row: a batch names the same few spellings again and again, and
-        # a dict hit costs a tenth of key()'s regular expression (10,000 battles: 27 → 3 ms).
+        # a dict hit costs a tenth of showdown_id()'s regular expression (10,000 battles: 27 →
+        # 3 ms).
         self._typed: dict[str, int] = {}
         self._columns = {column: table[column].to_numpy() for column in SIDE_COLUMNS}
 
@@ -62,9 +63,9 @@ class Pokedex:
         row = self._typed.get(name)
         if row is not None:
             return row
-        row = self._index.get(key(name))
+        row = self._index.get(showdown_id(name))
         if row is None:
-            close = difflib.get_close_matches(key(name), self._index, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(showdown_id(name), self._index, n=3, cutoff=0.6)
             hint = (
                 f"did you mean {', '.join(self.names[self._index[c]] for c in close)}?"
                 if close
@@ -94,7 +95,7 @@ class Pokedex:
         )
 
 
-def key(name: str) -> str:
+def showdown_id(name: str) -> str:
     """Showdown's id of a name: lower case letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -208,7 +209,7 @@ class ModelInfo:
         return f"models:/{self.name}/{self.version}" if self.version else self.uri
 
 
-def describe(model_uri: str, client: MlflowClient | None) -> ModelInfo:
+def resolve_model(model_uri: str, client: MlflowClient | None) -> ModelInfo:
     """Resolve a registry URI (``models:/name@alias``, ``models:/name/3``) to its version;
     other URIs (a folder, ``runs:/``) are served as they are."""
     from mlflow.exceptions import MlflowException
