@@ -24,15 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.stack import (
-    COMPOSE_FILE,
-    HEALTH_TIMEOUT_S,
-    StackError,
-    free_port,
-    tail,
-    wait_healthy,
-)
+from ci.stack import COMPOSE_FILE, StackError
 from ci.state_stores import mlflow_executable
+from tests.docker_stack import HEALTH_TIMEOUT_S, free_port, tail, wait_healthy
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Flags whose value depends on the machine; everything else comes from the compose file.

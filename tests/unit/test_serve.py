@@ -20,7 +20,7 @@ from machine_learning.datasets import RAW_COLUMNS
 from machine_learning.serving.predict import ModelInfo, Predictor
 from machine_learning.serving.routes import INLINE_BATTLES
 from machine_learning.serving.serve import ServedModelFollower, create_app
-from tests.native_stack import free_port
+from tests.docker_stack import free_port
 
 
 class HeldModel:
