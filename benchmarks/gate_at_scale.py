@@ -8,7 +8,7 @@ to --small runs, then up to --large. At each size (warm, median of 3) it times:
 - ours: evaluate_gate + record_verdict + branch_history (one filtered query, max 20) + render;
 - naive: the same gate, but the history from `mlflow.search_runs` over the whole experiment
   into pandas (its default pages through every run), then filtered in pandas.
-Interpreter start and imports are excluded. Targets (issue #4): ours <= 2 s at --large and
+Interpreter start and imports are excluded. Targets: ours <= 2 s at --large and
 growing <= 1.5x from --small to --large. Filling 10,000 runs takes a few minutes.
 """
 

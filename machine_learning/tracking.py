@@ -1,6 +1,6 @@
 """Everything that talks to MLflow: where to log, and logging a training run cheaply.
 
-Cost matters because every push logs a run (DESIGN §5): params and metrics go in batched calls,
+Cost matters because every push logs a run: params and metrics go in batched calls,
 the model is logged before the metrics (``log_model`` re-reads every metric already logged, one
 request per key) and with explicit pip requirements (inferring them costs ~2 s).
 """
