@@ -134,12 +134,18 @@ def run_command(
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # a Failure, or a foreign exception classify names
-        failure = classify(error)
-        if debug or env.get("CI_DEBUG") == "1":
-            traceback.print_exc()
-        print(f"error: {failure}", file=sys.stderr)
-        return failure.code
+    except Failure as failure:
+        return _report(failure, debug or env.get("CI_DEBUG") == "1")
+    except Exception as error:  # not one of ours (MLflow's, an OSError, ...): classify names it
+        return _report(classify(error), debug or env.get("CI_DEBUG") == "1")
+
+
+def _report(failure: Failure, traceback_too: bool) -> int:
+    """The failure's line on stderr (the traceback first when asked); its exit code."""
+    if traceback_too:
+        traceback.print_exc()
+    print(f"error: {failure}", file=sys.stderr)
+    return failure.code
 
 
 def _is_tracking_error(error: BaseException) -> bool:
