@@ -4,7 +4,7 @@
 
 The comment step runs in a privileged job with a minimal install; it must start fast and never
 load mlflow, xgboost or pandas. `python -c pass` is timed beside it as the interpreter's floor.
-Target (issue #4): <= 0.5 s.
+Target: <= 0.5 s.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ before exiting) beside the same `main` exited the default way, run alternately i
 
 A process that imported MLflow, scikit-learn and XGBoost spends its last second in the
 interpreter's final garbage collection, walking objects the OS frees anyway; both entry points
-exit through `machine_learning.failures.exit_process`, whose `gc.freeze()` skips that walk.
+exit through `machine_learning.contract.failures.exit_process`, whose `gc.freeze()` skips that walk.
 Measured on a training run on the embedded SQLite store (the quick start) and a prediction from
 its saved model folder, each in a fresh working folder; the medians are wall time and CPU time
 of the whole process.

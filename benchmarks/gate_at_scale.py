@@ -8,7 +8,7 @@ to --small runs, then up to --large. At each size (warm, median of 3) it times:
 - ours: evaluate_gate + record_verdict + branch_history (one filtered query, max 20) + render;
 - naive: the same gate, but the history from `mlflow.search_runs` over the whole experiment
   into pandas (its default pages through every run), then filtered in pandas.
-Interpreter start and imports are excluded. Targets (issue #4): ours <= 2 s at --large and
+Interpreter start and imports are excluded. Targets: ours <= 2 s at --large and
 growing <= 1.5x from --small to --large. Filling 10,000 runs takes a few minutes.
 """
 
@@ -25,10 +25,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ci.gate import evaluate_gate, load_candidate, record_verdict
-from ci.registry import PREVIOUS_CHAMPION, ensure_registered_model, register_version
+from ci.registry import ensure_registered_model, register_version
 from ci.report import branch_history, render
-from machine_learning.provenance import CHAMPION, REGISTERED_MODEL
-from machine_learning.run_record import RunRecord
+from machine_learning.contract.mlflow_names import (
+    CHAMPION,
+    PARAM_MODEL,
+    PREVIOUS_CHAMPION,
+    REGISTERED_MODEL,
+    TAG_BRANCH,
+    TAG_GIT_SHA,
+    TAG_PR_NUMBER,
+)
+from machine_learning.contract.run_record import RunRecord
 from tests.native_stack import NativeStack
 
 PR = "7"
@@ -51,11 +59,11 @@ def fill(backend_uri: str, experiment_id: str, start: int, stop: int) -> None:
                     Metric(name, 0.9 + (i % 7) / 1000, 0, 0)
                     for name in ("test_f1", "test_accuracy", "test_roc_auc")
                 ],
-                params=[Param("model", "xgboost"), Param("seed", str(i))],
+                params=[Param(PARAM_MODEL, "xgboost"), Param("seed", str(i))],
                 tags=[
-                    RunTag("ci.pr_number", pr),
-                    RunTag("ci.branch", f"feature-{pr}"),
-                    RunTag("ci.git_sha", f"{i:040x}"),
+                    RunTag(TAG_PR_NUMBER, pr),
+                    RunTag(TAG_BRANCH, f"feature-{pr}"),
+                    RunTag(TAG_GIT_SHA, f"{i:040x}"),
                 ],
             )
             client.set_terminated(run.info.run_id)

@@ -20,7 +20,8 @@ import numpy as np
 
 from ci.bootstrap import compare
 from ci.thresholds import Threshold
-from ci.verdict import Verdict, judge
+from ci.verdict import judge
+from machine_learning.contract.gate_record import Verdict
 from machine_learning.datasets import LABEL, make_battle_data
 from machine_learning.evaluate import win_probability
 from machine_learning.models import ModelName, build_pipeline

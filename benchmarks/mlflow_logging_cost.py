@@ -11,7 +11,7 @@ end of the run, i.e. only the tracking work: evaluation is shared and not counte
   ``log_model(artifact_path=...)`` inferring requirements, run outside a uv project as the
   seed's pip-installed pipeline was; also shown run inside this uv project, where MLflow
   reads the requirements from ``uv export`` instead of inferring them.
-Target (issue #2): ours <= 1.0 s per run and >= 5x less than the naive logger.
+Target: ours <= 1.0 s per run and >= 5x less than the naive logger.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import time
 import warnings
 from pathlib import Path
 
-from ci.stack import REPO_ROOT
 from machine_learning.datasets import LABEL
 from machine_learning.tracking import TrackingTarget, log_training_run
 from machine_learning.train import TrainConfig, fit, load_data, run_tags
 from tests.native_stack import NativeStack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def naive_log(uri: str, experiment: str, trained, params: dict, tags: dict) -> None:

@@ -13,8 +13,8 @@ registered, ``champion`` on version 1. Side by side in one run:
   and rolled back twice; failed requests, unlabelled answers, and how long after each move the
   new version first answered (poll interval 1 s);
 - ``python -m machine_learning predict`` cold start (a new process, one battle).
-Targets (issue #20): one battle p50 <= 2 ms, 10,000 battles <= 10x one battle's p50.
-Targets (issue #11): p50 <= 10 ms, p99 <= 30 ms, p50 >= 2x lower than MLflow's, 10,000 pairs
+Targets: one battle p50 <= 2 ms, 10,000 battles <= 10x one battle's p50.
+Targets: p50 <= 10 ms, p99 <= 30 ms, p50 >= 2x lower than MLflow's, 10,000 pairs
 <= 1 s, startup <= 10 s, zero failed requests, CLI cold start <= 3 s.
 """
 
@@ -32,9 +32,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ci.stack import free_port
+from machine_learning.contract.mlflow_names import CHAMPION
 from machine_learning.datasets import RAW_COLUMNS, held_out_battles
 from machine_learning.simulator import Scenario
+from tests.docker_stack import free_port
 from tests.native_stack import NativeStack, predictor_command
 
 NAME = "pokemon-battle-bench"
@@ -94,7 +95,7 @@ def train_versions(stack: NativeStack, workdir: Path) -> None:
         )  # fmt: skip
         record = json.loads((out / "run.json").read_text())
         mlflow.register_model(record["model_uri"], NAME)
-    mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", "1")
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, "1")
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -127,7 +128,7 @@ def swap_under_load(url: str, client, seconds: float) -> dict:
     moves, start = [], time.monotonic()
     for index, version in enumerate(("2", "1", "2", "1"), start=1):
         time.sleep(max(0.0, start + seconds * index / 5 - time.monotonic()))
-        client.set_registered_model_alias(NAME, "champion", version)
+        client.set_registered_model_alias(NAME, CHAMPION, version)
         moves.append((time.monotonic(), version))
     time.sleep(max(0.0, start + seconds - time.monotonic()))
     stop.set()

@@ -4,7 +4,7 @@
 
 The loop plays the same battles (same mechanics, one battle at a time with Python's `random`);
 it runs on --loop-n battles and its rate is scaled to --n, since a million would take minutes.
-Target (issue #2): simulate and featurise 1,000,000 battles in <= 5 s on this machine.
+Target: simulate and featurise 1,000,000 battles in <= 5 s on this machine.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The CI side of the project: gate, report, comment, promote (see DESIGN §2)."""
+"""The CI side of the project: gate, report, comment, promote."""

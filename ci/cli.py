@@ -1,7 +1,7 @@
 """The CI toolkit: one command per workflow step, each the same on a laptop.
 
 The parser checks every argument it can; ci.commands hands them to the modules that decide;
-``main`` turns whatever escapes into one line and an exit code (machine_learning.failures).
+``main`` turns whatever escapes into one line and an exit code (machine_learning.contract.failures).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from machine_learning.arguments import (
+from machine_learning.contract.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
     http_url,
@@ -20,12 +20,12 @@ from machine_learning.arguments import (
     positive_int,
     seconds_in,
 )
-from machine_learning.failures import (
+from machine_learning.contract.failures import (
     EXIT_CODES,
     mlflow_defaults,
     run_command,
 )
-from machine_learning.provenance import REGISTERED_MODEL
+from machine_learning.contract.mlflow_names import REGISTERED_MODEL
 
 OUTPUTS = Path("outputs")
 ACTIONS_BOT = "github-actions[bot]"  # ci.comment.ACTIONS_BOT; not imported: --help stays light

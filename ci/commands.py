@@ -1,8 +1,10 @@
 """What each ``python -m ci`` command does, between the parsed arguments and the modules.
 
-Handlers stay thin: they read the boundary files, call the module that decides and turn its
-refusals into a Failure with the contract's exit code. Imports are deferred so that ``comment``
-(privileged job, bare interpreter) never loads mlflow, xgboost or pandas.
+Handlers stay thin: they read the boundary files and call the module that decides. The modules
+raise failures that carry their exit code (machine_learning.contract.failures); a handler only
+catches one to add what it was doing, and ``main`` reports whatever escapes. Imports are
+deferred so that ``comment`` (privileged job, bare interpreter) never loads mlflow, xgboost or
+pandas.
 """
 
 from __future__ import annotations
@@ -14,12 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from machine_learning.failures import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    Failure,
-    first_line,
-)
+from machine_learning.contract.failures import EXIT_FAILED, BadInput, Refused, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,25 +25,19 @@ if TYPE_CHECKING:
 
 
 def run_comment(args: argparse.Namespace) -> int:
-    from ci.comment import (
-        CommentError,
-        Superseded,
-        find_pull_request,
-        upsert,
-        upsert_from_artifact,
-    )
+    from ci.comment import CommentError, Superseded, find_pull_request, upsert, upsert_from_artifact
     from ci.github import GitHubClient
-    from machine_learning.records import read_text
+    from machine_learning.contract.records import read_text
 
     token = os.environ.get("GITHUB_TOKEN", "")
     repo = args.repo or os.environ.get("GITHUB_REPOSITORY", "")
     if not token or not repo:
-        raise Failure("set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)", 2)
+        raise BadInput("set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)")
     if args.artifact_dir and not args.head_sha:
-        raise Failure("--artifact-dir needs --head-sha (the workflow run's head commit)", 2)
+        raise BadInput("--artifact-dir needs --head-sha (the workflow run's head commit)")
     sha = args.sha or os.environ.get("GITHUB_SHA", "")
     if args.body and not args.pr and not sha:
-        raise Failure("give --pr, or --sha (or $GITHUB_SHA) to find the PR by", EXIT_BAD_INPUT)
+        raise BadInput("give --pr, or --sha (or $GITHUB_SHA) to find the PR by")
     github = GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
     try:
         if args.artifact_dir:
@@ -65,18 +56,17 @@ def run_comment(args: argparse.Namespace) -> int:
         print(f"::notice title=No PR comment::{superseded}")
         return 0
     except CommentError as error:
-        if error.read_only and args.read_only_ok:
-            print(f"::warning title=No PR comment::{error}")
-            return 0
-        raise Failure(str(error), error.code) from None
+        if not (error.read_only and args.read_only_ok):
+            raise
+        print(f"::warning title=No PR comment::{error}")
+        return 0
     print(f"{result.action} comment {result.comment_id} on PR #{pr} {result.url}".rstrip())
     return 0
 
 
 def run_gate(args: argparse.Namespace) -> int:
-    from ci.gate import GateError, annotations, evaluate_gate, load_candidate, record_verdict
-    from ci.thresholds import ThresholdError
-    from machine_learning.run_record import RunRecord, is_run_id
+    from ci.gate import annotations, evaluate_gate, load_candidate, record_verdict
+    from machine_learning.contract.run_record import RunRecord, is_run_id
 
     record = RunRecord.read(args.run_json) if args.run_json else None
     run_id = record.run_id if record else args.run_id
@@ -86,13 +76,10 @@ def run_gate(args: argparse.Namespace) -> int:
             if record
             else (f"--run-id {str(run_id)[:40]!r} is not an MLflow run id (32 hex digits)")
         )
-        raise Failure(where, EXIT_BAD_INPUT)
+        raise BadInput(where)
     client = _client(args, mutating=False)
-    try:
-        candidate = load_candidate(client, run_id, record)
-        result = evaluate_gate(client, candidate, args.model_name, args.resamples)
-    except (ThresholdError, GateError) as error:
-        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    candidate = load_candidate(client, run_id, record)
+    result = evaluate_gate(client, candidate, args.model_name, args.resamples)
     record_verdict(client, candidate.run_id, result)  # first: a pass MLflow lacks is never used
     result.write(args.output)
     for row in result.metrics:
@@ -104,8 +91,8 @@ def run_gate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ci.gate_record import GateRecord
     from ci.report import branch_history, render
+    from machine_learning.contract.gate_record import GateRecord
 
     gate = GateRecord.read(args.gate_json)
     history = []
@@ -122,43 +109,40 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_thresholds(args: argparse.Namespace) -> int:
-    from ci.thresholds import SEED_FILE, ThresholdError, from_seed_file
+    from ci.thresholds import SEED_FILE, from_seed_file
     from ci.thresholds_command import requested_changes, show, sync, update
 
-    try:
-        if args.action == "show":
-            lines = show(_client(args, mutating=False), args.model_name)
-        elif args.action == "sync":
-            rules = from_seed_file(args.file or SEED_FILE)
-            lines = sync(_client(args, mutating=True), args.model_name, rules)
-        else:
-            changes = requested_changes(args)
-            lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
-    except ThresholdError as error:
-        raise Failure(str(error), EXIT_BAD_INPUT) from None
+    if args.action == "show":
+        lines = show(_client(args, mutating=False), args.model_name)
+    elif args.action == "sync":
+        rules = from_seed_file(args.file or SEED_FILE)
+        lines = sync(_client(args, mutating=True), args.model_name, rules)
+    else:
+        changes = requested_changes(args)
+        lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
     print("\n".join(lines))
     return 0
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from ci.gate_record import GateRecord
     from ci.github import append_github_file
     from ci.promote import PromotionRefused, check_promotable, promote
     from ci.registry_lock import RegistryBusy
-    from machine_learning.provenance import build_context, default_branch_refusal
-    from machine_learning.run_record import RunRecord
+    from machine_learning.contract.gate_record import GateRecord
+    from machine_learning.contract.provenance import build_context, default_branch_refusal
+    from machine_learning.contract.run_record import RunRecord
 
     if os.environ.get("GITHUB_ACTIONS") == "true":  # a person at a laptop promotes what they mean
         refusal = default_branch_refusal(os.environ)
         if refusal:
-            raise Failure(refusal)
+            raise Refused(refusal)
     gate, record = GateRecord.read(args.gate_json), RunRecord.read(args.run_json)
     sha = args.sha or build_context(os.environ).git_sha
     try:
         check_promotable(gate, record.run_id or "", sha)
         move = promote(_client(args, mutating=True), args.model_name, gate, str(args.pr or ""))
     except (PromotionRefused, RegistryBusy) as error:
-        raise Failure(f"promotion refused: {error}") from None
+        raise Refused(f"promotion refused: {error}") from None
     print(move.describe(f"promoted run {gate.candidate.run_id}"))
     if os.environ.get("GITHUB_OUTPUT"):  # for the step that records the promotion
         append_github_file("GITHUB_OUTPUT", f"version={move.champion}", os.environ)
@@ -172,7 +156,7 @@ def run_rollback(args: argparse.Namespace) -> int:
     try:
         move = rollback(_client(args, mutating=True), args.model_name, args.expect_champion)
     except (PromotionRefused, RegistryBusy) as error:
-        raise Failure(f"rollback refused: {error}") from None
+        raise Refused(f"rollback refused: {error}") from None
     print(move.describe("rolled back"))
     return 0
 
@@ -190,20 +174,20 @@ def run_verify(args: argparse.Namespace) -> int:
         smoke,
         wait_for_version,
     )
-    from machine_learning.provenance import CHAMPION
+    from machine_learning.contract.mlflow_names import CHAMPION, PARAM_SCENARIO_TYPE
 
     predictor_url = _predictor_url(args.predictor_url, os.environ)
     client = _client(args, mutating=True)
     champion = version_by_alias(client, args.model_name, CHAMPION)
     expected = args.expect_version or (str(champion.version) if champion else "")
     if not expected:
-        raise Failure(f"{args.model_name} has no {CHAMPION}: nothing to verify", EXIT_BAD_INPUT)
+        raise BadInput(f"{args.model_name} has no {CHAMPION}: nothing to verify")
     service = PredictorClient(predictor_url)
     try:
         wait_for_version(service, expected, args.timeout)
         smoke(service, expected)
         run_id = client.get_model_version(args.model_name, expected).run_id
-        scenario = client.get_run(run_id).data.params.get("scenario_type", "random")
+        scenario = client.get_run(run_id).data.params.get(PARAM_SCENARIO_TYPE, "random")
         rules, _ = load_thresholds(client, args.model_name)
         lines = judge_canary(canary_scores(service, expected, scenario, args.canary_battles), rules)
     except VerifyFailed as failed:
@@ -225,7 +209,7 @@ def _champion_now(client: MlflowClient, name: str) -> str:
     """What the registry says now, re-read after a refused rollback: another move (or a
     concurrent verify's rollback) may have changed the champion since this one was read."""
     from ci.registry import version_by_alias
-    from machine_learning.provenance import CHAMPION
+    from machine_learning.contract.mlflow_names import CHAMPION
 
     try:
         champion = version_by_alias(client, name, CHAMPION)
@@ -240,10 +224,9 @@ def _predictor_url(given: str | None, env: Mapping[str, str]) -> str:
     if given:
         return given
     if env.get("GITHUB_ACTIONS") == "true":
-        raise Failure(
+        raise BadInput(
             "no predictor to verify: in team mode set the repository variable PREDICTOR_URL "
-            "to the team's predictor (ci predictor-up sets it for the stack)",
-            EXIT_BAD_INPUT,
+            "to the team's predictor (ci predictor-up sets it for the stack)"
         )
     from ci.stack import PREDICTOR_PORT
 
@@ -252,22 +235,19 @@ def _predictor_url(given: str | None, env: Mapping[str, str]) -> str:
 
 def run_state(args: argparse.Namespace) -> int:
     from ci.state import restore, save
-    from ci.state_stores import StateError, Stores
-    from machine_learning.provenance import build_context
+    from ci.state_stores import Stores
+    from machine_learning.contract.provenance import build_context
 
     if args.action == "recover":
         return _recover_state(args)
     if args.action == "check-lineage":
         return _check_lineage(args.restored, args.newest)
     stores = Stores(args.database, args.artifacts)
-    try:
-        if args.action == "restore":
-            print(restore(stores, args.dir))
-            return 0
-        branch = args.branch or build_context(os.environ).branch
-        print(save(_client(args, mutating=True), stores, args.dir, args.model_name, branch))
-    except StateError as error:
-        raise Failure(str(error), error.code) from None
+    if args.action == "restore":
+        print(restore(stores, args.dir))
+        return 0
+    branch = args.branch or build_context(os.environ).branch
+    print(save(_client(args, mutating=True), stores, args.dir, args.model_name, branch))
     return 0
 
 
@@ -277,15 +257,15 @@ def _github() -> GitHubClient:
 
     token, repo = os.environ.get("GITHUB_TOKEN", ""), os.environ.get("GITHUB_REPOSITORY", "")
     if not token or not repo:
-        raise Failure("set GITHUB_TOKEN and GITHUB_REPOSITORY (a workflow step's env)", 2)
+        raise BadInput("set GITHUB_TOKEN and GITHUB_REPOSITORY (a workflow step's env)")
     return GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 
 
 def _recover_state(args: argparse.Namespace) -> int:
     """``state recover``: on the default branch, the lineage's snapshot or a refusal."""
     from ci.github import GitHubError
-    from ci.lineage import LineageLost, recover
-    from machine_learning.provenance import event_payload, is_default_branch
+    from ci.lineage import recover
+    from machine_learning.contract.provenance import event_payload, is_default_branch
 
     if not is_default_branch(os.environ):
         print("not the default branch: a branch starts from the default branch's snapshot")
@@ -293,10 +273,8 @@ def _recover_state(args: argparse.Namespace) -> int:
     branch = event_payload(os.environ).default_branch
     try:
         done = recover(_github(), args.dir, branch, start_afresh=args.start_afresh == "true")
-    except LineageLost as lost:
-        raise Failure(str(lost)) from None
     except GitHubError as error:
-        raise Failure(f"cannot tell whether the state's lineage survives: {error}") from None
+        raise Refused(f"cannot tell whether the state's lineage survives: {error}") from None
     print(done.line)
     return 0
 
@@ -305,7 +283,7 @@ def _check_lineage(restored: str, newest: str) -> int:
     """``state check-lineage``: this run's snapshot may replace the newest one only if that is
     the one it started from (runs of the default branch may overlap: see train.yml)."""
     if newest != restored:
-        raise Failure(
+        raise Refused(
             f"another run saved the MLflow state while this one ran (newest {newest or 'none'}, "
             f"this run restored {restored or 'none'}): this run's snapshot is not saved, so a "
             "promotion or rollback it made is lost with its stack; re-run it"
@@ -317,13 +295,13 @@ def _check_lineage(restored: str, newest: str) -> int:
 def run_record_promotion(args: argparse.Namespace) -> int:
     from ci.github import GitHubError
     from ci.lineage import record_promotion
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.provenance import build_context
 
     sha = build_context(os.environ).git_sha
     try:
         url = record_promotion(_github(), sha, args.version, args.model_name)
     except GitHubError as error:
-        raise Failure(f"the promotion of v{args.version} was not recorded: {error}") from None
+        raise Refused(f"the promotion of v{args.version} was not recorded: {error}") from None
     print(
         f"recorded: {args.model_name} v{args.version} at {sha[:7]} is deployed to champion ({url})"
     )
@@ -333,7 +311,7 @@ def run_record_promotion(args: argparse.Namespace) -> int:
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
     from ci.server_mode import describe_mode, state_cache_keys
-    from machine_learning.provenance import is_default_branch
+    from machine_learning.contract.provenance import is_default_branch
 
     team, summary = describe_mode(os.environ)
     append_github_file("GITHUB_OUTPUT", f"team={'true' if team else 'false'}", os.environ)
@@ -394,30 +372,26 @@ def _on_compose_stack(step: str):
         MLFLOW_PORT,
         PREDICTOR_PORT,
         DockerStack,
-        StackError,
         published_port,
     )
 
-    try:
-        stack = DockerStack(
-            COMPOSE_PROJECT,
-            port=published_port(os.environ, MLFLOW_PORT),
-            predictor_port=published_port(os.environ, PREDICTOR_PORT),
-        )
-        getattr(stack, step)()
-    except StackError as error:
-        raise Failure(str(error)) from None
+    stack = DockerStack(
+        COMPOSE_PROJECT,
+        port=published_port(os.environ, MLFLOW_PORT),
+        predictor_port=published_port(os.environ, PREDICTOR_PORT),
+    )
+    getattr(stack, step)()
     return stack
 
 
 def run_build_info(args: argparse.Namespace) -> int:
-    from ci.build_info import BuildInfo
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.build_info import BuildInfo
+    from machine_learning.contract.provenance import build_context
 
     try:
         info = BuildInfo.of(build_context(os.environ))
     except ValueError as error:
-        raise Failure(f"cannot describe this build: {error}", EXIT_BAD_INPUT) from None
+        raise BadInput(f"cannot describe this build: {error}") from None
     info.write(args.output)
     print(f"build info written to {args.output}")
     return 0

@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.build_info import BuildInfo
 from ci.github import GitHubClient, GitHubError
-from machine_learning.failures import EXIT_BAD_INPUT, EXIT_FAILED
-from machine_learning.records import RecordError, read_bytes
+from machine_learning.contract.build_info import BuildInfo
+from machine_learning.contract.failures import BadInput, Refused
+from machine_learning.contract.records import RecordError, read_bytes
 
 BODY_LIMIT = 65_536
 TRUNCATED = "\n\n_(cut to fit GitHub's comment limit; the full report is in the job summary)_\n"
@@ -24,14 +24,12 @@ CREATE_ATTEMPTS = 3
 MENTION = re.compile(r"@(?=[A-Za-z0-9])")  # a zero-width space after @ notifies nobody
 
 
-class CommentError(RuntimeError):
-    """The comment could not be posted; the message says why and what to do."""
+class CommentError(Refused):
+    """The comment could not be posted (GitHub refused, or no PR to post on); the message says
+    why and what to do."""
 
-    def __init__(
-        self, message: str, code: int = EXIT_FAILED, status: int = 0, rate_limited: bool = False
-    ) -> None:
+    def __init__(self, message: str, status: int = 0, rate_limited: bool = False) -> None:
         super().__init__(message)
-        self.code = code
         self.status = status
         self.rate_limited = rate_limited
 
@@ -42,8 +40,16 @@ class CommentError(RuntimeError):
         return self.status == 403 and not self.rate_limited
 
 
+class ArtifactRefused(BadInput, CommentError):
+    """The downloaded report artifact is not one this job may post (exit 2): malformed, or
+    about another commit or PR."""
+
+
 class Superseded(RuntimeError):
-    """The PR's head moved on before this comment job ran: nothing to post, not a failure."""
+    """The PR's head moved on before this comment job ran: nothing to post, not a failure.
+
+    Outside the failure hierarchy: ``ci comment`` answers it with a notice and exit 0, so it
+    never leaves the command."""
 
 
 @dataclass(frozen=True)
@@ -170,12 +176,11 @@ def read_artifact(directory: Path, head_sha: str) -> tuple[int | None, str]:
         info = BuildInfo.read(directory / "build.json")
         raw = read_bytes(directory / "report.md", REPORT_LIMIT, cut=True)
     except RecordError as error:
-        raise CommentError(f"the report artifact is refused: {error}", EXIT_BAD_INPUT) from None
+        raise ArtifactRefused(f"the report artifact is refused: {error}") from None
     if info.head_sha != head_sha:
-        raise CommentError(
+        raise ArtifactRefused(
             f"the artifact describes commit {info.head_sha}, not the workflow run's head "
-            f"{head_sha}: refusing it",
-            EXIT_BAD_INPUT,
+            f"{head_sha}: refusing it"
         )
     body = raw.decode("utf-8", errors="replace")
     if len(raw) > REPORT_LIMIT or len(body) > REPORT_LIMIT:
@@ -209,9 +214,8 @@ def upsert_from_artifact(
             f"{head_sha[:12]}: superseded, its own run will comment"
         )
     if actual != head_sha:
-        raise CommentError(
+        raise ArtifactRefused(
             f"PR #{number}'s head is {str(actual)[:12]} and commit {head_sha[:12]} is not "
-            "part of it: the artifact names another PR; refusing to comment",
-            EXIT_BAD_INPUT,
+            "part of it: the artifact names another PR; refusing to comment"
         )
     return number, upsert(github, number, body, kind, author)

@@ -13,20 +13,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci import bootstrap
-from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
 from ci.registry import load_thresholds, version_by_alias
-from ci.verdict import Verdict, judge, overall
-from machine_learning.datasets import LABEL
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.provenance import (
+from ci.verdict import judge, overall
+from machine_learning.contract.failures import BadInput
+from machine_learning.contract.gate_record import (
+    CandidateSummary,
+    ChampionSummary,
+    GateRecord,
+    MetricRow,
+    Verdict,
+)
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.mlflow_names import (
     CHAMPION,
+    GATE_PREFIX,
+    PARAM_DATASET_VERSION,
+    PARAM_MODEL,
+    PARAM_N_BATTLES,
+    PARAM_N_TEST,
+    PARAM_SCENARIO_TYPE,
     TAG_BRANCH,
     TAG_DATASET_DIGEST,
+    TAG_GATE_CHAMPION_VERSION,
+    TAG_GATE_VERDICT,
     TAG_GIT_SHA,
     TAG_PR_NUMBER,
     TAG_RUN_URL,
     TAG_TEST_DIGEST,
 )
+from machine_learning.datasets import LABEL
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,10 +50,10 @@ if TYPE_CHECKING:
 
     from ci.bootstrap import Comparison
     from ci.thresholds import Threshold
-    from machine_learning.run_record import RunRecord
+    from machine_learning.contract.run_record import RunRecord
 
 
-class GateError(RuntimeError):
+class GateError(BadInput):
     """The gate could not be evaluated (as opposed to a candidate that fails it)."""
 
 
@@ -98,7 +113,7 @@ def test_battles(candidate: Candidate) -> pd.DataFrame:
 
     params = candidate.params
     try:
-        table = held_out_battles(int(params["n_test"]), Scenario(params["scenario_type"]))
+        table = held_out_battles(int(params[PARAM_N_TEST]), Scenario(params[PARAM_SCENARIO_TYPE]))
     except (KeyError, ValueError) as exc:
         message = f"run {candidate.run_id} lacks the params to rebuild its test set: {exc}"
         raise GateError(message) from None
@@ -183,11 +198,11 @@ def _candidate_summary(candidate: Candidate, n_test: int) -> CandidateSummary:
         branch=tags.get(TAG_BRANCH, ""),
         pr_number=tags.get(TAG_PR_NUMBER, ""),
         workflow_run_url=tags.get(TAG_RUN_URL, ""),
-        model=params.get("model", ""),
-        dataset_version=params.get("dataset_version", ""),
+        model=params.get(PARAM_MODEL, ""),
+        dataset_version=params.get(PARAM_DATASET_VERSION, ""),
         dataset_digest=tags.get(TAG_DATASET_DIGEST, ""),
         test_digest=tags.get(TAG_TEST_DIGEST, ""),
-        n_train=params.get("n_battles", ""),
+        n_train=params.get(PARAM_N_BATTLES, ""),
         n_test=n_test,
         params=params,
     )
@@ -210,10 +225,10 @@ def record_verdict(client: MlflowClient, run_id: str, result: GateRecord) -> Non
     """
     from mlflow.entities import Metric, RunTag
 
-    tags = [RunTag("gate.verdict", str(result.verdict))]
-    tags += [RunTag(f"gate.{row.metric}", str(row.verdict)) for row in result.metrics]
+    tags = [RunTag(TAG_GATE_VERDICT, str(result.verdict))]
+    tags += [RunTag(f"{GATE_PREFIX}{row.metric}", str(row.verdict)) for row in result.metrics]
     if result.champion:
-        tags.append(RunTag("gate.champion_version", result.champion.version))
+        tags.append(RunTag(TAG_GATE_CHAMPION_VERSION, result.champion.version))
     metrics = []
     for row in result.metrics:
         if row.champion is not None and row.delta is not None:

@@ -1,6 +1,6 @@
 """GitHub: the few REST calls we make, and the files Actions hands a step (GITHUB_OUTPUT…).
 
-Where a run comes from (commit, branch, PR) is read by ``machine_learning.provenance``.
+Where a run comes from (commit, branch, PR) is read by ``machine_learning.contract.provenance``.
 
 Standard library only: the comment step runs in a privileged job with a minimal install.
 """
@@ -18,12 +18,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from machine_learning.contract.failures import Refused
+
 # GitHub's rule when a rate-limited answer does not say how long: "wait for at least one minute"
 # (REST API docs, "Handle rate limit errors appropriately").
 RATE_LIMIT_WAIT_S = 60.0
 
 
-class GitHubError(RuntimeError):
+class GitHubError(Refused):
     """A GitHub API call failed; ``status`` is the HTTP status (599: no answer).
 
     ``retry_at`` (epoch seconds) is set when GitHub rate-limited the call for longer than the

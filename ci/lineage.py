@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.github import GitHubClient, GitHubError
+from machine_learning.contract.failures import Refused
 
 ARTIFACT = "mlflow-state"
 ENVIRONMENT = "champion"
@@ -34,7 +35,7 @@ MAX_SNAPSHOT_BYTES = 2 << 30  # a pruned snapshot is megabytes; refuse to unpack
 DOWNLOAD_TIMEOUT_S = 120.0
 
 
-class LineageLost(RuntimeError):
+class LineageLost(Refused):
     """A champion existed, and no snapshot of its state survives: the message says what to do."""
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ci.monitor_thresholds import MonitorThreshold
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring.window import WindowMeasurement
-from machine_learning.records import JsonRecord
 
 MIN_ROWS = 200
 MAX_MIN_ROWS = 1_000

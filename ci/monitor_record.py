@@ -5,6 +5,9 @@ It holds what was measured (per window and version), the thresholds it was judge
 judgements and the decision. The loader re-judges every measurement and re-takes the decision
 from the recorded thresholds and rules, and refuses a file whose verdicts do not follow: a
 hand-edited or truncated ``"retrain": true`` cannot dispatch a training.
+
+It stays in ``ci`` rather than the contract: only the CI side writes and reads it, and its loader
+judges with ``ci.monitor_decision`` and ``ci.monitor_thresholds``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from ci.monitor_decision import (
     window_status,
 )
 from ci.monitor_thresholds import MonitorThreshold, parse_spec
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring.window import WindowMeasurement
-from machine_learning.records import JsonRecord
 
 MONITOR_FILE = "monitor.json"
 

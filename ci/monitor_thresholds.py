@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ci.thresholds import ThresholdError
+from machine_learning.contract.mlflow_names import MONITOR_PREFIX
 from machine_learning.monitoring.names import greater_is_better, monitor_metrics
 
-TAG_PREFIX = "monitor."
 SEED_FILE = Path(__file__).resolve().parent / "monitor_thresholds.toml"
 KEYS = {"threshold", "greater_is_better"}
 # Where each kind of metric can meaningfully sit; a bound outside it breaches always or never.
@@ -36,7 +36,7 @@ class MonitorThreshold:
 
     @property
     def tag(self) -> str:
-        return f"{TAG_PREFIX}{self.metric}"
+        return f"{MONITOR_PREFIX}{self.metric}"
 
     def to_json(self) -> str:
         return json.dumps(
@@ -96,13 +96,13 @@ def from_tags(tags: dict[str, str]) -> list[MonitorThreshold]:
     """The ``monitor.*`` thresholds among a registered model's tags, sorted by metric."""
     rules = []
     for tag, value in sorted(tags.items()):
-        if not tag.startswith(TAG_PREFIX):
+        if not tag.startswith(MONITOR_PREFIX):
             continue
         try:
             spec = json.loads(value, parse_constant=_refuse_constant)
         except ValueError as exc:
             raise ThresholdError(f"tag {tag}: not valid JSON ({exc}): {value[:60]!r}") from None
-        rules.append(parse_spec(tag[len(TAG_PREFIX) :], spec, f"tag {tag}"))
+        rules.append(parse_spec(tag[len(MONITOR_PREFIX) :], spec, f"tag {tag}"))
     return rules
 
 

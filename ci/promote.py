@@ -16,22 +16,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ci.gate_record import GateRecord
-from ci.registry import (
-    PREVIOUS_CHAMPION,
-    ensure_registered_model,
-    register_version,
-    version_by_alias,
-    version_of_run,
-)
+from ci.registry import ensure_registered_model, register_version, version_by_alias, version_of_run
 from ci.registry_lock import registry_lock
-from machine_learning.provenance import CHAMPION, TAG_GIT_SHA, TAG_PR_NUMBER, TAG_RUN_ID
+from machine_learning.contract.failures import Refused
+from machine_learning.contract.gate_record import GateRecord
+from machine_learning.contract.mlflow_names import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    TAG_GATE_CHAMPION_VERSION,
+    TAG_GATE_VERDICT,
+    TAG_GIT_SHA,
+    TAG_PR_NUMBER,
+    TAG_RUN_ID,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-class PromotionRefused(RuntimeError):
+class PromotionRefused(Refused):
     """The move may not happen (or lost a race); the message says why and what to do."""
 
 
@@ -136,9 +139,9 @@ def _version_tags(gate: GateRecord, pr_number: str) -> dict[str, str]:
     candidate = gate.candidate
     tags = {
         TAG_GIT_SHA: candidate.git_sha,
-        "gate.verdict": str(gate.verdict),
+        TAG_GATE_VERDICT: str(gate.verdict),
         TAG_RUN_ID: candidate.run_id,
-        "gate.champion_version": gate.champion.version if gate.champion else "",
+        TAG_GATE_CHAMPION_VERSION: gate.champion.version if gate.champion else "",
     }
     if pr_number or candidate.pr_number:
         tags[TAG_PR_NUMBER] = str(pr_number or candidate.pr_number)

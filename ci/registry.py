@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.runs import quoted
-from ci.thresholds import SEED_FILE, TAG_PREFIX, Threshold, from_seed_file, from_tags
+from ci.search_filters import quoted
+from ci.thresholds import SEED_FILE, Threshold, from_seed_file, from_tags
+from machine_learning.contract.mlflow_names import GATE_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-PREVIOUS_CHAMPION = "previous-champion"
 
 
 def ensure_registered_model(client: MlflowClient, name: str) -> dict[str, str]:
@@ -54,7 +53,7 @@ def write_thresholds(
         client.set_registered_model_tag(name, rule.tag, rule.to_json())
     if replace_all:
         keep = {rule.tag for rule in thresholds}
-        for stale in sorted(tag for tag in tags if tag.startswith(TAG_PREFIX) and tag not in keep):
+        for stale in sorted(tag for tag in tags if tag.startswith(GATE_PREFIX) and tag not in keep):
             client.delete_registered_model_tag(name, stale)
 
 

@@ -15,17 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from machine_learning.contract.failures import Refused
+from machine_learning.contract.mlflow_names import LOCK_SUFFIX, TAG_LOCK_OWNER
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-LOCK_SUFFIX = ".registry-lock"
-OWNER_TAG = "ci.lock_owner"
 WAIT_S = 45.0  # a move takes well under a second; bounded so a stuck lock is reported in time
 STALE_AFTER_S = 120.0
 POLL_S = 0.2
 
 
-class RegistryBusy(RuntimeError):
+class RegistryBusy(Refused):
     """Another move held the lock for longer than we wait."""
 
 
@@ -59,7 +60,7 @@ def _try_acquire(client: MlflowClient, lock: str, owner: str, stale_after_s: flo
     try:
         client.create_registered_model(
             lock,
-            tags={OWNER_TAG: owner},
+            tags={TAG_LOCK_OWNER: owner},
             description="Held while `ci promote` or `ci rollback` moves an alias. "
             "Delete it only if no such job is running.",
         )
@@ -77,7 +78,7 @@ def _try_acquire(client: MlflowClient, lock: str, owner: str, stale_after_s: flo
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False  # released meanwhile: try again
         raise
-    if held.tags.get(OWNER_TAG) == owner:
+    if held.tags.get(TAG_LOCK_OWNER) == owner:
         return True  # our create was applied, and its retry saw it
     age_s = time.time() - (held.creation_timestamp or 0) / 1000
     if age_s > stale_after_s:

@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from ci.gate_record import GateRecord
-from ci.runs import tag_filter
-from ci.verdict import Verdict
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.provenance import (
+from ci.search_filters import tag_filter
+from machine_learning.contract.gate_record import GateRecord, Verdict
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.mlflow_names import (
     TAG_BRANCH,
     TAG_DATASET_VERSION,
+    TAG_GATE_VERDICT,
     TAG_GIT_SHA,
     TAG_MODEL,
     TAG_PR_NUMBER,
@@ -60,7 +60,7 @@ def branch_history(client: MlflowClient, gate: GateRecord, limit: int = 20) -> l
             "time": datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime(
                 "%Y-%m-%d %H:%M"
             ),
-            "verdict": run.data.tags.get("gate.verdict", ""),
+            "verdict": run.data.tags.get(TAG_GATE_VERDICT, ""),
             **{name: run.data.metrics.get(name) for name in HISTORY_METRICS},
         }
         for run in runs

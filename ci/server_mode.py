@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from machine_learning.provenance import event_payload
+from machine_learning.contract.provenance import event_payload
 
 DEPENDABOT = "dependabot[bot]"
 

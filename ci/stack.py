@@ -1,9 +1,9 @@
 """The compose stack as production runs it: ``docker compose`` with the project's files.
 
-``ci stack-up``/``stack-down`` and the state commands drive docker-compose.yml through
-:class:`ComposeCLI`; the test suite drives the same stack through pytest-docker (the executor
-of :class:`DockerStack`), or, without a Docker engine, starts its services natively
-(tests/native_stack.py).
+``ci stack-up``/``predictor-up``/``stack-down`` and the state commands drive docker-compose.yml
+through :class:`ComposeCLI`; the test suite drives the same stack through pytest-docker (the
+executor of :class:`DockerStack`; tests/docker_stack.py adds what only tests ask of it), or,
+without a Docker engine, starts its services natively (tests/native_stack.py).
 """
 
 from __future__ import annotations
@@ -11,44 +11,24 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from machine_learning.tracking import server_is_healthy
+from machine_learning.contract.failures import Failure
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
-AUTH_COMPOSE_FILE = REPO_ROOT / "docker-compose.auth.yml"
+COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 COMPOSE_PROJECT = "pokemon-battle-mlops"  # the compose file's `name:`
 SERVE_PROFILE = "serve"  # the compose profile of the predictor service
 # Where compose publishes the two services on the host: the compose file's own variables, so a
 # runner whose 5000 or 8000 is taken (or two stacks on one machine) can move them.
 MLFLOW_PORT, PREDICTOR_PORT = ("MLFLOW_PORT", 5000), ("PREDICTOR_PORT", 8000)
-HEALTH_TIMEOUT_S = 90.0
 LOG_TAIL_LINES = 30
 
 
-class StackError(RuntimeError):
+class StackError(Failure):
     """A service of the stack failed to start; the message names it and shows its log."""
-
-
-def wait_healthy(
-    tracking_uri: str, failure: Callable[[], str | None], timeout_s: float = HEALTH_TIMEOUT_S
-) -> bool:
-    """Poll ``/health`` until it answers; False on timeout. ``failure`` says why to stop
-    early (the process died) — its message becomes the StackError."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        reason = failure()
-        if reason:
-            raise StackError(reason)
-        if server_is_healthy(tracking_uri):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def published_port(env: Mapping[str, str], variable: tuple[str, int]) -> int:
@@ -60,40 +40,21 @@ def published_port(env: Mapping[str, str], variable: tuple[str, int]) -> int:
     return int(raw)
 
 
-def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class DockerStack:
-    """The compose stack itself, driven through pytest-docker's compose executor.
-
-    Same interface as NativeStack, so the stack tests run unchanged on either.
-    """
+    """The compose stack itself: up (naming a failed service with its logs), the predictor,
+    down. The tests drive it through pytest-docker's compose executor."""
 
     project: str
     env: dict[str, str] = field(default_factory=dict)
     compose_files: tuple[Path, ...] = (COMPOSE_FILE,)
-    port: int = field(default_factory=free_port)
+    port: int = MLFLOW_PORT[1]
     executor: Any = None  # runs compose subcommands; default ComposeCLI
     predictor_port: int = PREDICTOR_PORT[1]
-    kind = "docker compose"
 
     @property
     def tracking_uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def predictor_url(self) -> str:
-        return f"http://127.0.0.1:{self.predictor_port}"
 
     def up(self) -> DockerStack:
         """``up --build --wait``; on failure, name the failed services and show their logs."""
@@ -102,15 +63,6 @@ class DockerStack:
         except Exception as exc:  # ComposeFailed, or pytest-docker's bare Exception
             raise StackError(self._failure_report(exc)) from exc
         return self
-
-    def restart_server(self) -> None:
-        self._compose("restart mlflow")
-        if not wait_healthy(self.tracking_uri, lambda: None):
-            raise StackError(f"mlflow did not come back after a restart:\n{self._logs('mlflow')}")
-
-    def artifact_exists(self, relative: str) -> bool:
-        probe = f"exec -T mlflow sh -c 'test -e /mlartifacts/{relative} && echo yes || echo no'"
-        return self._compose(probe).decode().strip() == "yes"
 
     def start_predictor(self) -> None:
         """The predictor service (profile ``serve``): serves the champion from this stack."""
@@ -162,7 +114,10 @@ class DockerStack:
 
 
 class ComposeFailed(RuntimeError):
-    """A ``docker compose`` command exited with an unexpected code."""
+    """A ``docker compose`` command exited with an unexpected code.
+
+    Outside the failure hierarchy: DockerStack turns it into StackError, so it never leaves
+    a command."""
 
 
 @dataclass(frozen=True)

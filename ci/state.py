@@ -2,11 +2,12 @@
 
 A snapshot is a folder (the Actions cache saves and restores it): ``mlflow.dump`` (pg_dump of
 the MLflow database, custom format), ``artifacts/`` (the artifact store, only what the kept runs
-and models reference) and ``manifest.json`` (ci.state.Manifest). What is kept: the runs and
-models behind the ``champion`` and ``previous-champion`` aliases and the branch's last runs;
-other runs are marked deleted *in the snapshot* (their metrics stay) and their files left out.
+and models reference) and ``manifest.json`` (machine_learning.contract.state_manifest). What
+is kept: the runs and models behind the ``champion`` and ``previous-champion`` aliases and the
+branch's last runs; other runs are marked deleted *in the snapshot* (their metrics stay) and
+their files left out.
 
-Nothing is changed before it is safe (DESIGN §8):
+Nothing is changed before it is safe:
 - save never touches the live server: it dumps, restores the dump into a scratch database,
   checks that it is the tracking server's store, prunes there, dumps the result into a folder
   beside the old snapshot, and only then swaps the folders;
@@ -27,42 +28,23 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci.registry import PREVIOUS_CHAMPION, version_by_alias
-from ci.runs import tag_filter
-from ci.state_stores import StateError, Stores
-from machine_learning.failures import EXIT_BAD_INPUT
-from machine_learning.provenance import CHAMPION, TAG_BRANCH
-from machine_learning.records import JsonRecord, RecordError
-from machine_learning.run_record import is_run_id
+from ci.registry import version_by_alias
+from ci.search_filters import tag_filter
+from ci.state_stores import StateError, Stores, UnusableState
+from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION, TAG_BRANCH
+from machine_learning.contract.records import RecordError
+from machine_learning.contract.state_manifest import MANIFEST, Manifest
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-DUMP, ARTIFACTS, MANIFEST = "mlflow.dump", "artifacts", "manifest.json"
+DUMP, ARTIFACTS = "mlflow.dump", "artifacts"
 KEEP_BRANCH_RUNS = 10
-
-
-@dataclass(frozen=True)
-class Manifest(JsonRecord):
-    """What a snapshot holds; read back (validated) before anything is restored."""
-
-    saved_at: str
-    branch: str
-    mlflow_version: str
-    kept_runs: list[str]
-    deleted_runs: int
-    artifact_files: int
-
-    def __post_init__(self) -> None:
-        bad = [run for run in self.kept_runs if not is_run_id(run)]
-        if bad:
-            raise ValueError(f"kept_runs holds {bad[0][:40]!r}, not an MLflow run id")
 
 
 def keep_set(
@@ -138,10 +120,9 @@ def restore(stores: Stores, source: Path) -> str:
     manifest = _check_snapshot(source)
     installed = metadata.version("mlflow")
     if _version_key(manifest.mlflow_version) > _version_key(installed):
-        raise StateError(
+        raise UnusableState(
             f"the snapshot was saved by MLflow {manifest.mlflow_version}, newer than the "
-            f"installed {installed}: it cannot be migrated down; start without it",
-            EXIT_BAD_INPUT,
+            f"installed {installed}: it cannot be migrated down; start without it"
         )
     migrated = _load_migrated(stores, source)
     return (
@@ -182,10 +163,9 @@ def _check_same_store(copy: Stores, experiments: dict[str, str], keep: set[str])
     except StateError:  # not even MLflow's tables
         dumped, kept = None, -1
     if dumped != experiments or kept != len(keep):
-        raise StateError(
+        raise UnusableState(
             f"the database {copy.describe()} does not hold the tracking server's experiments "
-            "and runs: point --database at the tracking server's own database",
-            EXIT_BAD_INPUT,
+            "and runs: point --database at the tracking server's own database"
         )
 
 
@@ -193,21 +173,18 @@ def _check_snapshot(folder: Path) -> Manifest:
     """A snapshot we may load: its manifest, a dump, and only regular files and folders."""
     for path in (folder, folder / DUMP):
         if path.is_symlink():
-            raise StateError(f"refusing the snapshot: {path} is a symlink", EXIT_BAD_INPUT)
+            raise UnusableState(f"refusing the snapshot: {path} is a symlink")
     if not (folder / DUMP).is_file():
-        raise StateError(f"refusing the snapshot: {folder / DUMP} is missing", EXIT_BAD_INPUT)
+        raise UnusableState(f"refusing the snapshot: {folder / DUMP} is missing")
     try:
         manifest = Manifest.read(folder / MANIFEST)
     except RecordError as error:
-        raise StateError(f"refusing the snapshot: {error}", EXIT_BAD_INPUT) from None
+        raise UnusableState(f"refusing the snapshot: {error}") from None
     for root, folders, files in os.walk(folder / ARTIFACTS):
         for name in folders + files:
             path = Path(root) / name
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                raise StateError(
-                    f"refusing the snapshot: {path} is a symlink or a special file",
-                    EXIT_BAD_INPUT,
-                )
+                raise UnusableState(f"refusing the snapshot: {path} is a symlink or a special file")
     return manifest
 
 

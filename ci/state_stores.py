@@ -24,19 +24,20 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from ci.stack import COMPOSE_FILE, COMPOSE_PROJECT, ComposeCLI
-from machine_learning.failures import EXIT_FAILED
+from machine_learning.contract.failures import BadInput, Failure
 
 COMPOSE = "compose"
 COMPOSE_DATABASE, COMPOSE_USER = "mlflow", "mlflow"  # the postgres service's POSTGRES_DB/USER
 TOOL_TIMEOUT_S = 900
 
 
-class StateError(RuntimeError):
+class StateError(Failure):
     """A snapshot could not be saved or restored; the message names the step."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+
+class UnusableState(BadInput, StateError):
+    """A snapshot or database that cannot be used as given (exit 2): refused before anything
+    is changed."""
 
 
 def _default_compose() -> ComposeCLI:
@@ -235,7 +236,7 @@ def _user_name(uid: int) -> str:
 
 def _list(run_ids: set[str]) -> str:
     """A SQL list of run ids; each was checked to be 32 hex digits, so none needs escaping."""
-    from machine_learning.run_record import is_run_id
+    from machine_learning.contract.run_record import is_run_id
 
     if not all(is_run_id(run) for run in run_ids):
         raise ValueError("run ids must be 32 hex digits")

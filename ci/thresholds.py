@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from machine_learning.metric_names import GATE_METRICS, greater_is_better
+from machine_learning.contract.failures import BadInput
+from machine_learning.contract.metric_names import GATE_METRICS, greater_is_better
+from machine_learning.contract.mlflow_names import GATE_PREFIX
 
-TAG_PREFIX = "gate."
 SEED_FILE = Path(__file__).resolve().parent / "thresholds.toml"
 KEYS = {"threshold", "greater_is_better", "tolerance_absolute", "tolerance_relative"}
 
 
-class ThresholdError(ValueError):
+class ThresholdError(BadInput, ValueError):
     """A threshold spec that cannot be used; the message names where it came from."""
 
 
@@ -35,7 +36,7 @@ class Threshold:
 
     @property
     def tag(self) -> str:
-        return f"{TAG_PREFIX}{self.metric}"
+        return f"{GATE_PREFIX}{self.metric}"
 
     def to_json(self) -> str:
         spec = {key: value for key, value in asdict(self).items() if key != "metric"}
@@ -95,20 +96,20 @@ def parse_spec(metric: str, spec: Any, origin: str) -> Threshold:
 def updated(rule: Threshold | None, metric: str, changes: dict[str, Any]) -> Threshold:
     """``rule`` with only the fields in ``changes`` replaced (a new rule when there is none)."""
     spec = json.loads(rule.to_json()) if rule else {}
-    return parse_spec(metric, spec | changes, f"gate.{metric}")
+    return parse_spec(metric, spec | changes, f"{GATE_PREFIX}{metric}")
 
 
 def from_tags(tags: dict[str, str]) -> list[Threshold]:
     """The thresholds among a registered model's tags, sorted by metric."""
     thresholds = []
     for tag, value in sorted(tags.items()):
-        if not tag.startswith(TAG_PREFIX):
+        if not tag.startswith(GATE_PREFIX):
             continue
         try:
             spec = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ThresholdError(f"tag {tag}: not valid JSON ({exc.msg}): {value!r}") from None
-        thresholds.append(parse_spec(tag[len(TAG_PREFIX) :], spec, f"tag {tag}"))
+        thresholds.append(parse_spec(tag[len(GATE_PREFIX) :], spec, f"tag {tag}"))
     return thresholds
 
 

@@ -9,15 +9,9 @@ cannot tell from chance); **pass** otherwise. The gate fails when any metric fai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from ci.thresholds import Threshold
-
-
-class Verdict(StrEnum):
-    PASS = "pass"
-    FAIL = "fail"
-    NOISE = "within noise"
+from machine_learning.contract.gate_record import Verdict
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ci.thresholds import Threshold
-from ci.verdict import Verdict, judge
+from ci.verdict import judge
+from machine_learning.contract.failures import Refused
+from machine_learning.contract.gate_record import Verdict
 from machine_learning.contract.prediction import API_PREFIX, Health, PredictResponse, ServedModel
 
 CANARY_SEED = 2_000_029  # not TEST_SEED (1,000,003), not a default training seed
@@ -31,7 +33,7 @@ POLL_S = 1.0
 HEALTH_S = 1.0  # after the wait: how long /health may take to say why
 
 
-class VerifyFailed(RuntimeError):
+class VerifyFailed(Refused):
     """The served model is not the promoted one, does not answer, or misses a floor."""
 
 

@@ -1,4 +1,4 @@
 from machine_learning.cli import main
-from machine_learning.failures import exit_process
+from machine_learning.contract.failures import exit_process
 
 exit_process(main())

@@ -1,36 +1,39 @@
 """Command line: ``python -m machine_learning train|compare|predict|serve``.
 
-Heavy libraries (mlflow, xgboost, pandas) are imported only once a command runs, so ``--help``
-answers at once. Exit codes: 0 success, 2 bad input, 3 tracking failed (local outputs kept).
+The parser checks every argument it can; machine_learning.commands hands them to the modules
+that do the work; ``main`` turns whatever escapes into one line and an exit code
+(machine_learning.contract.failures). Heavy libraries (mlflow, xgboost, pandas) are imported
+only once a command runs, so ``--help`` answers at once. Exit codes: 0 success, 2 bad input,
+3 tracking failed (local outputs kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
-from machine_learning import use_cli
-from machine_learning.arguments import (
+from machine_learning.contract.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
     int_in,
     nonblank_name,
+    output_path,
     positive_int,
+    seconds_in,
 )
-from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
-from machine_learning.failures import (
+from machine_learning.contract.failures import (
     EXIT_CODES,
-    EXIT_UNREACHABLE,
     MLFLOW_DEFAULTS,
     TRAINING_MLFLOW_DEFAULTS,
-    Failure,
     mlflow_defaults,
     run_command,
 )
+from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.models import ModelName
+from machine_learning.serving.batch import CHUNK_ROWS
+from machine_learning.serving.predict import DEFAULT_MODEL_URI
 from machine_learning.simulator import Scenario
 
 MIN_TEST_BATTLES = 200
@@ -38,7 +41,6 @@ MIN_TEST_BATTLES = 200
 # RSS measured with /usr/bin/time, 412 MiB at 100k battles and 564 MiB at 400k (~520 bytes a
 # battle), doubled for tuning and the forest models.
 BYTES_PER_BATTLE = 1_000
-SUMMARY_METRICS = ("f1", "accuracy", "roc_auc", "log_loss")
 
 EPILOG = f"""\
 tracking URI, first hit wins: --tracking-uri, $MLFLOW_TRACKING_URI, http://mlflow:5000 (compose),
@@ -53,6 +55,12 @@ outputs (in --output-dir, written before MLflow is contacted): metrics.json, run
 SEED = int_in(0, 2**32 - 1, "the range numpy and scikit-learn accept")
 N_TEST = int_in(MIN_TEST_BATTLES, 10_000_000, "every metric and plot needs both outcomes")
 N_TRIALS = int_in(1, 1_000, "each trial is a 3-fold fit")
+PORT = int_in(1, 65_535, "a TCP port")
+POLL_INTERVAL = seconds_in(0.1, 86_400, "faster polls load the registry, slower ones lag a day")
+MODEL_HELP = (
+    "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
+    "runs:/<id>/model, or a folder such as outputs/model"
+)
 
 
 def n_battles(text: str) -> int:
@@ -180,37 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsOnce,
     )
     _add_common(compare)
-    use_cli.add_parsers(commands)
+    _use_parsers(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from machine_learning.commands import COMMANDS
+
     args = build_parser().parse_args(argv)
     training = args.command in ("train", "compare")
     mlflow_defaults(defaults=TRAINING_MLFLOW_DEFAULTS if training else MLFLOW_DEFAULTS)
-    return run_command(lambda: _run(args), args.debug)
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.command in ("predict", "serve"):
-        return use_cli.run(args)
-    # uv venvs have no pip; MLflow warns about it on every model save, to no purpose here.
-    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-    from machine_learning.tracking import command_target
-    from machine_learning.train import TrackingFailed, TrainConfig, run_compare, run_train
-
-    target = command_target(args.tracking_uri)
-    options = vars(args) | {"tune": args.tune == "true"}
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{key: value for key, value in options.items() if key in fields})
-    try:
-        record = (run_compare if args.command == "compare" else run_train)(config, target)
-    except TrackingFailed as exc:
-        raise Failure(
-            f"tracking failed: {exc}; local outputs kept in {args.output_dir}", EXIT_UNREACHABLE
-        ) from None
-    _summary(record, args.output_dir)
-    return 0
+    return run_command(lambda: COMMANDS[args.command](args), args.debug)
 
 
 def output_dir(text: str) -> Path:
@@ -244,32 +232,80 @@ def _choices(kind: type[StrEnum]) -> str:
     return "{" + ",".join(member.value for member in kind) + "}"
 
 
-def _summary(record: dict, output_dir: Path) -> None:
-    """What a user looks for after training: the scores, where the files are, how to see it."""
-    from tabulate import tabulate
-
-    comparison = record.get("comparison") or {record["model"]: record["metrics"]}
-    rows = [
-        [f"{name} ✓" if name == record["model"] and len(comparison) > 1 else name]
-        + [_score(scores, f"test_{metric}") for metric in SUMMARY_METRICS]
-        for name, scores in comparison.items()
-    ]
-    baseline = record["metrics"]
-    rows.append(["baseline"] + [_score(baseline, f"baseline_test_{m}") for m in SUMMARY_METRICS])
-    print(f"\ndataset {record['dataset_version']}, test battles:")
-    print(tabulate(rows, ["model", *SUMMARY_METRICS], tablefmt="simple", disable_numparse=True))
-    plots = sorted(path.name for path in (output_dir / "plots").rglob("*.png"))
-    print(
-        f"\nfiles in {output_dir}/: metrics.json, run.json, model/ (MLflow format), "
-        f"plots/ ({len(plots)} PNG)"
+def _use_parsers(commands) -> None:
+    """``predict`` and ``serve``: the commands that use a trained model."""
+    predict = commands.add_parser(
+        "predict",
+        help="who wins: ask the champion (or any model) about battles",
+        description="One battle by name (python -m machine_learning predict pikachu charizard), "
+        "or a CSV of them (--input pairs.csv --output predictions.csv: columns a,b of names, "
+        "or the model's raw columns), streamed in chunks.",
+        epilog=EXIT_CODES,
+        formatter_class=DefaultsOnce,
     )
-    print(f"MLflow run {record['run_id']}, model {record['model_uri']}")
-    if record.get("run_url"):
-        print(f"view it at {record['run_url']}")
-    elif record.get("tracking_uri", "").startswith("sqlite:"):
-        ui = f"uv run mlflow ui --backend-store-uri {record['tracking_uri']}"
-        print(f"view it: {ui}, then open http://127.0.0.1:5000")
+    predict.add_argument("names", nargs="*", metavar="NAME", help="two Pokémon: a and b")
+    predict.add_argument("--input", type=Path, help="CSV of battles (columns a,b or raw rows)")
+    predict.add_argument("--output", type=output_path, help="CSV to write (with --input)")
+    predict.add_argument("--json", action="store_true", help="print the service's JSON shape")
+    predict.add_argument(
+        "--chunk-rows",
+        type=positive_int,
+        default=CHUNK_ROWS,
+        help="battles read, scored and written at a time (memory stays flat)",
+    )
+    _add_model_options(predict)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the champion over HTTP, following the alias as it moves",
+        description="GET / (a page to ask), /health, /version, /metrics (Prometheus), "
+        '/names; POST /predict {"battles": [{"a": "pikachu", "b": "charizard"}]}. A registry '
+        "alias is polled and a new version swapped in without a restart.",
+        epilog=EXIT_CODES,
+        formatter_class=DefaultsOnce,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=PORT, default=8000, help="port to bind")
+    serve.add_argument(
+        "--poll-interval", type=POLL_INTERVAL, default=10.0, help="seconds between alias checks"
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        type=allowed_hosts,
+        default="localhost,127.0.0.1,predictor",
+        help="Host headers answered (comma-separated; others get 400): DNS-rebinding protection. "
+        "MLflow's form (localhost:*, 127.0.0.1:5000) is accepted: any port of that host",
+    )
+    _add_model_options(serve)
 
 
-def _score(scores: dict, name: str) -> str:
-    return f"{scores[name]:.4f}" if name in scores else "—"  # the baseline has no log loss
+def allowed_hosts(text: str) -> list[str]:
+    """The hosts of ``--allowed-hosts``, ports dropped (``localhost:*`` as the MLflow server's
+    flag is written, ``host:8000``): the service compares the Host header without its port.
+    ``*`` alone or inside a name would answer any Host, which the option exists to prevent."""
+    hosts = [_without_port(host.strip()) for host in text.split(",") if host.strip()]
+    if not hosts:
+        raise argparse.ArgumentTypeError("no host given: every request would be refused")
+    wild = [h for h in hosts if "*" in h and not (h.startswith("*.") and "*" not in h[2:])]
+    if wild:
+        raise argparse.ArgumentTypeError(
+            f"{wild[0]!r} would answer any Host (DNS-rebinding protection off); "
+            "list the names, or a domain as *.example.com"
+        )
+    return hosts
+
+
+def _without_port(host: str) -> str:
+    """``name:port`` or ``name:*`` → ``name``; ``[::1]:*`` → ``[::1]``; a bare IPv6 as is."""
+    name, colon, port = host.rpartition(":")
+    if colon and (port == "*" or port.isdigit()) and (host.count(":") == 1 or name.endswith("]")):
+        return name
+    return host
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-uri", type=nonblank_name, default=DEFAULT_MODEL_URI, help=MODEL_HELP
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI for registry URIs (default: as for train)"
+    )

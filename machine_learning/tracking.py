@@ -1,6 +1,6 @@
 """Everything that talks to MLflow: where to log, and logging a training run cheaply.
 
-Cost matters because every push logs a run (DESIGN §5): params and metrics go in batched calls,
+Cost matters because every push logs a run: params and metrics go in batched calls,
 the model is logged before the metrics (``log_model`` re-reads every metric already logged, one
 request per key) and with explicit pip requirements (inferring them costs ~2 s).
 """
@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.failures import OUTAGE_TOLERANCE_S
+from machine_learning.contract.failures import OUTAGE_TOLERANCE_S, Unreachable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,12 +46,15 @@ SKOPS_TRUSTED_TYPES = [
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "xgboost-cpu", "pandas", "numpy", "scipy")
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(Unreachable):
     """The configured tracking server does not answer and falling back is not allowed."""
 
 
 class RunInterrupted(RuntimeError):
-    """Logging failed after the run was created: its id, so run.json can still name it."""
+    """Logging failed after the run was created: its id, so run.json can still name it.
+
+    Outside the failure hierarchy: training's tracking guard turns it into TrackingFailed, so
+    it never leaves the command."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"logging run {run_id} failed")
@@ -78,10 +81,6 @@ class LoggedRun:
     experiment_id: str
     model_uri: str
     run_url: str
-
-
-def experiment_name(dataset_version: str) -> str:
-    return f"pokemon-battle-{dataset_version}"
 
 
 def server_is_healthy(uri: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
@@ -133,15 +132,10 @@ def resolve_tracking_uri(
 
 def command_target(cli_uri: str | None, allow_fallback: bool = True) -> TrackingTarget:
     """The store a command uses, said once on stderr; a configured server that cannot be used
-    is exit 3 (the commands' contract)."""
+    is TrackingUnavailable (exit 3)."""
     import os
 
-    from machine_learning.failures import EXIT_UNREACHABLE, Failure
-
-    try:
-        target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
-    except TrackingUnavailable as error:
-        raise Failure(str(error), EXIT_UNREACHABLE) from None
+    target = resolve_tracking_uri(cli_uri, os.environ, allow_fallback=allow_fallback)
     print(f"MLflow tracking URI: {redact_uri(target.uri)} ({target.source})", file=sys.stderr)
     return target
 
@@ -289,7 +283,7 @@ def short_retries() -> Iterator[None]:
     the variables restored after: MLflow reads them on every request."""
     import os
 
-    from machine_learning.failures import MLFLOW_DEFAULTS
+    from machine_learning.contract.failures import MLFLOW_DEFAULTS
 
     names = [name for name in MLFLOW_DEFAULTS if name.startswith("MLFLOW_HTTP_")]
     saved = {name: os.environ.get(name) for name in names}

@@ -16,19 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
-from machine_learning.metric_names import MAIN_METRIC
-from machine_learning.models import ModelName
-from machine_learning.provenance import (
+from machine_learning.contract.failures import Unreachable
+from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.mlflow_names import (
     TAG_DATASET_DIGEST,
     TAG_DATASET_VERSION,
     TAG_MODEL,
     TAG_TEST_DIGEST,
     TAG_WINNER,
     TAG_WINNER_RUN_ID,
+    experiment_name,
 )
-from machine_learning.records import write_json_atomic
-from machine_learning.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
+from machine_learning.contract.records import write_json_atomic
+from machine_learning.contract.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
+from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
+from machine_learning.models import ModelName
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
@@ -168,7 +170,7 @@ def run_record(
     run_id: str | None = None,
 ) -> RunRecord:
     """The content of run.json: how to find this run and its model again."""
-    from machine_learning.tracking import experiment_name, redact_uri
+    from machine_learning.tracking import redact_uri
 
     status = LOGGED if logged else (TRACKING_FAILED if error else NOT_LOGGED)
     return RunRecord(
@@ -190,8 +192,9 @@ def run_record(
     )
 
 
-class TrackingFailed(RuntimeError):
-    """Logging to MLflow failed after the local outputs were written."""
+class TrackingFailed(Unreachable):
+    """Logging to MLflow failed after the local outputs were written (exit 3); the line says
+    where they are."""
 
 
 def save_local(
@@ -211,7 +214,7 @@ def save_local(
 
 
 def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[str, str]:
-    from machine_learning.provenance import build_context
+    from machine_learning.contract.provenance import build_context
 
     return build_context(os.environ).as_tags() | {
         TAG_DATASET_DIGEST: data.digest,
@@ -245,7 +248,9 @@ def tracking_guard(
         run_id = exc.run_id if isinstance(exc, RunInterrupted) else None
         record = run_record(config, data, target, winner, None, error=message, run_id=run_id)
         record.write(config.output_dir / "run.json")
-        raise TrackingFailed(message) from exc
+        raise TrackingFailed(
+            f"tracking failed: {message}; local outputs kept in {config.output_dir}"
+        ) from exc
 
 
 def log_one(
@@ -255,7 +260,7 @@ def log_one(
     trained: TrainedModel,
     parent_run_id: str | None = None,
 ) -> LoggedRun:
-    from machine_learning.tracking import experiment_name, log_training_run
+    from machine_learning.tracking import log_training_run
 
     return log_training_run(
         target,
@@ -301,7 +306,7 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         winner,
         winner.metrics | {"winner": str(winner.model), "comparison": comparison},
     )
-    experiment = config.experiment or tracking.experiment_name(config.dataset_version)
+    experiment = config.experiment or experiment_name(config.dataset_version)
     with tracking_guard(config, data, target, winner), step("logging the comparison to MLflow"):
         parent_id, _ = tracking.start_parent_run(
             target,

@@ -25,15 +25,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from ci.stack import (
-    COMPOSE_FILE,
-    HEALTH_TIMEOUT_S,
-    StackError,
-    free_port,
-    tail,
-    wait_healthy,
-)
+from ci.stack import COMPOSE_FILE, StackError
 from ci.state_stores import mlflow_executable
+from tests.docker_stack import HEALTH_TIMEOUT_S, free_port, tail, wait_healthy
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Flags whose value depends on the machine; everything else comes from the compose file.

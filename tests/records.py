@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
-from ci.verdict import Verdict
-from machine_learning.run_record import RunRecord
+from machine_learning.contract.gate_record import (
+    CandidateSummary,
+    ChampionSummary,
+    GateRecord,
+    MetricRow,
+    Verdict,
+)
+from machine_learning.contract.run_record import RunRecord
 
 SHA = "c" * 40
 RUN_ID = "0123456789abcdef0123456789abcdef"

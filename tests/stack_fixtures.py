@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack
+from ci.stack import COMPOSE_FILE
 from tests.conftest import environment, stack_backend
+from tests.docker_stack import AUTH_COMPOSE_FILE, ComposeStack
 from tests.native_stack import NativeStack
 
 
@@ -42,7 +43,7 @@ def _running_stack(workdir: Path, name: str, env: dict[str, str], files: tuple[P
     if stack_backend() == "docker":
         env = env | {"POSTGRES_PASSWORD": secrets.token_urlsafe(16)}
         project = f"pbtest{os.getpid()}{name}"
-        stack = DockerStack(
+        stack = ComposeStack(
             project, env=env, compose_files=files, executor=PytestDockerCompose(files, project)
         )
     else:
@@ -54,7 +55,7 @@ def _running_stack(workdir: Path, name: str, env: dict[str, str], files: tuple[P
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack | DockerStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack | ComposeStack]:
     yield from _running_stack(tmp_path_factory.mktemp("stack"), "main", {}, (COMPOSE_FILE,))
 
 

@@ -6,9 +6,11 @@ version. All are pure functions over arrays and tables: no MLflow, no database, 
 monitor command (``ci``) reads the log and the profiles, and ``ci.monitor_decision`` judges.
 """
 
+from machine_learning.contract.failures import BadInput
 
-class MonitoringInputError(ValueError):
+
+class MonitoringInputError(BadInput, ValueError):
     """Battles, predictions or outcomes that cannot be measured; the message says which.
 
-    The monitor command maps it to exit 2 (bad input), like a malformed record.
+    Bad input (exit 2), like a malformed record.
     """

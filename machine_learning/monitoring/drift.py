@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring import MonitoringInputError
 from machine_learning.monitoring.profile import FeatureKind, FeatureProfile, feature_values
-from machine_learning.records import JsonRecord
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from machine_learning.contract.records import JsonRecord, RecordError, read_json
 from machine_learning.datasets import DatasetVersion
 from machine_learning.monitoring import MonitoringInputError
 from machine_learning.monitoring.names import (
@@ -37,7 +38,6 @@ from machine_learning.monitoring.names import (
     is_categorical,
     profiled_features,
 )
-from machine_learning.records import JsonRecord, RecordError, read_json
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring import MonitoringInputError
-from machine_learning.records import JsonRecord
 
 CALIBRATION_BINS = 10
 

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from machine_learning.contract.records import JsonRecord
 from machine_learning.monitoring import MonitoringInputError
 from machine_learning.monitoring.drift import FeatureDrift, window_drift
 from machine_learning.monitoring.names import DRIFT_STATISTICS, QUALITY_METRICS, drift_metric
 from machine_learning.monitoring.quality import LiveQuality, live_quality
-from machine_learning.records import JsonRecord
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from ci.cli import main
-from ci.gate_record import GateRecord
 from ci.promote import PromotionRefused, promote, rollback
+from machine_learning.contract.gate_record import GateRecord
 from tests.records import SHA, sample_run
 from tests.records import sample_gate as gate_for
 
@@ -41,8 +41,8 @@ def candidate_run(client, experiment: str) -> str:
 
 
 def aliases(client, name: str) -> tuple[str | None, str | None]:
-    from ci.registry import PREVIOUS_CHAMPION, version_by_alias
-    from machine_learning.provenance import CHAMPION
+    from ci.registry import version_by_alias
+    from machine_learning.contract.mlflow_names import CHAMPION, PREVIOUS_CHAMPION
 
     found = [version_by_alias(client, name, alias) for alias in (CHAMPION, PREVIOUS_CHAMPION)]
     return tuple(str(v.version) if v else None for v in found)

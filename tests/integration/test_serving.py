@@ -25,7 +25,8 @@ import uuid
 import pytest
 
 from tests.conftest import REPO_ROOT, cli_env, run_cli
-from tests.native_stack import free_port, predictor_command
+from tests.docker_stack import free_port
+from tests.native_stack import predictor_command
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "2000", "--n-test", "300")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ci.cli import main
-from machine_learning.provenance import TAG_BRANCH
+from machine_learning.contract.mlflow_names import TAG_BRANCH
 from tests import fake_docker
 from tests.conftest import REPO_ROOT, cli_env, exit_status, run_cli
 from tests.integration.conftest import IMAGE_UID, unprivileged_stack

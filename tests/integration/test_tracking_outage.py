@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from machine_learning.failures import TRAINING_MLFLOW_DEFAULTS
+from machine_learning.contract.failures import TRAINING_MLFLOW_DEFAULTS
 from tests.conftest import cli_env
 from tests.native_stack import NativeStack
 

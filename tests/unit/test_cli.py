@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from ci.cli import build_parser as ci_parser
-from machine_learning.arguments import nonblank_name
 from machine_learning.cli import build_parser as training_parser
+from machine_learning.contract.arguments import nonblank_name
 from tests.conftest import cli_env, run_cli
 
 

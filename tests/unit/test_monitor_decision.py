@@ -22,11 +22,11 @@ from ci.monitor_thresholds import (
     parse_spec,
 )
 from ci.thresholds import ThresholdError
+from machine_learning.contract.records import RecordError
 from machine_learning.monitoring.drift import FeatureDrift
 from machine_learning.monitoring.profile import FeatureKind
 from machine_learning.monitoring.quality import LiveQuality
 from machine_learning.monitoring.window import WindowMeasurement
-from machine_learning.records import RecordError
 
 B, H, N = WindowStatus.BREACH, WindowStatus.HEALTHY, WindowStatus.NOT_ENOUGH_DATA
 PSI = MonitorThreshold("diff_bst.psi", 0.2, False)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from machine_learning.contract.records import RecordError
 from machine_learning.datasets import LABEL, battles
 from machine_learning.monitoring import MonitoringInputError
 from machine_learning.monitoring.drift import (
@@ -26,7 +27,6 @@ from machine_learning.monitoring.quality import (
     live_quality,
 )
 from machine_learning.monitoring.window import WindowMeasurement, measure_window
-from machine_learning.records import RecordError
 from machine_learning.simulator import Scenario
 
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from machine_learning.contract.records import RecordError
 from machine_learning.datasets import RAW_COLUMNS, battles
 from machine_learning.monitoring import MonitoringInputError
 from machine_learning.monitoring.names import (
@@ -25,7 +26,6 @@ from machine_learning.monitoring.profile import (
     continuous_counts,
     feature_values,
 )
-from machine_learning.records import RecordError
 from machine_learning.simulator import Scenario
 
 

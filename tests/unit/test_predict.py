@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from machine_learning.datasets import RAW_COLUMNS, held_out_battles
-from machine_learning.predict import PredictError, battle_rows, key, pokedex, raw_rows
-from machine_learning.serve import Following
+from machine_learning.serving.predict import (
+    PredictError,
+    battle_rows,
+    pokedex,
+    raw_rows,
+    showdown_id,
+)
+from machine_learning.serving.serve import ServedModelFollower
 from machine_learning.simulator import Scenario
 
 
@@ -30,7 +36,7 @@ def test_an_unknown_name_gets_the_closest_ones_or_where_to_look():
         pokedex().find("charzard")
     with pytest.raises(PredictError, match=r"see the names in machine_learning/data/pokedex\.csv"):
         pokedex().find("zzzzzzzzzzzz")
-    assert key("Mr. Mime") == "mrmime"
+    assert showdown_id("Mr. Mime") == "mrmime"
 
 
 def test_name_pairs_become_the_models_raw_rows_in_the_pokedexs_spelling():
@@ -74,6 +80,6 @@ def test_a_model_that_fails_to_load_is_reported_not_raised(tmp_path):
     def broken(info):
         raise OSError("MLmodel: no such file")
 
-    following = Following(str(tmp_path), client=None, loader=broken).start()
-    assert following.current is None and not following.follows_alias
-    assert following.error == f"version {tmp_path} failed to load: MLmodel: no such file"
+    follower = ServedModelFollower(str(tmp_path), client=None, loader=broken).start()
+    assert follower.current is None and not follower.follows_alias
+    assert follower.error == f"version {tmp_path} failed to load: MLmodel: no such file"

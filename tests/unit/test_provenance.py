@@ -4,8 +4,12 @@ import json
 
 import pytest
 
-from machine_learning.provenance import build_context, default_branch_refusal, is_default_branch
-from machine_learning.records import RecordError
+from machine_learning.contract.provenance import (
+    build_context,
+    default_branch_refusal,
+    is_default_branch,
+)
+from machine_learning.contract.records import RecordError
 
 ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": "d" * 40, "GITHUB_REF_NAME": "main"}
 

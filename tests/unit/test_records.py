@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ci.build_info import BuildInfo
-from ci.gate_record import GateRecord
-from ci.state import Manifest
-from machine_learning.provenance import EventPayload
-from machine_learning.records import JsonRecord, RecordError, read_json
-from machine_learning.run_record import RunRecord
+from machine_learning.contract.build_info import BuildInfo
+from machine_learning.contract.gate_record import GateRecord
+from machine_learning.contract.provenance import EventPayload
+from machine_learning.contract.records import JsonRecord, RecordError, read_json
+from machine_learning.contract.run_record import RunRecord
+from machine_learning.contract.state_manifest import Manifest
 from tests.records import SHA, sample_gate, sample_run
 
 VALID: dict[type[JsonRecord], dict] = {

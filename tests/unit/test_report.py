@@ -12,9 +12,15 @@ from dataclasses import replace
 
 import pytest
 
-from ci.gate_record import CandidateSummary, ChampionSummary, GateRecord, MetricRow
 from ci.report import COMMENT_LIMIT, history_section, render
-from ci.verdict import Verdict, overall
+from ci.verdict import overall
+from machine_learning.contract.gate_record import (
+    CandidateSummary,
+    ChampionSummary,
+    GateRecord,
+    MetricRow,
+    Verdict,
+)
 from tests.conftest import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "tests" / "golden"

@@ -17,10 +17,10 @@ import uvicorn
 from ci.verify import SMOKE, probabilities
 from machine_learning.contract.prediction import PredictRequest, PredictResponse
 from machine_learning.datasets import RAW_COLUMNS
-from machine_learning.predict import ModelInfo, Predictor
-from machine_learning.routes import INLINE_BATTLES
-from machine_learning.serve import Following, create_app
-from tests.native_stack import free_port
+from machine_learning.serving.predict import ModelInfo, Predictor
+from machine_learning.serving.routes import INLINE_BATTLES
+from machine_learning.serving.serve import ServedModelFollower, create_app
+from tests.docker_stack import free_port
 
 
 class HeldModel:
@@ -37,11 +37,11 @@ class HeldModel:
 
 def test_health_answers_while_a_large_request_is_being_scored():
     model = HeldModel()
-    following = Following("models:/m/1", client=None)
-    following.current = Predictor(ModelInfo("models:/m/1", "m", "1"), model)
+    follower = ServedModelFollower("models:/m/1", client=None)
+    follower.current = Predictor(ModelInfo("models:/m/1", "m", "1"), model)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(following, ["127.0.0.1"]), port=port, log_level="warning")
+        uvicorn.Config(create_app(follower, ["127.0.0.1"]), port=port, log_level="warning")
     )
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{port}"
@@ -82,10 +82,10 @@ class HalfModel:
 @pytest.fixture(scope="module")
 def service():
     """A real uvicorn on loopback serving a stand-in model as registered version 7."""
-    following = Following("models:/m/7", client=None)
-    following.current = Predictor(ModelInfo("models:/m/7", "m", "7"), HalfModel())
+    follower = ServedModelFollower("models:/m/7", client=None)
+    follower.current = Predictor(ModelInfo("models:/m/7", "m", "7"), HalfModel())
     port = free_port()
-    app = create_app(following, ["127.0.0.1"])
+    app = create_app(follower, ["127.0.0.1"])
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     for _ in range(600):

@@ -16,8 +16,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from ci.stack import AUTH_COMPOSE_FILE, COMPOSE_FILE, DockerStack, StackError
+from ci.stack import COMPOSE_FILE, DockerStack, StackError
 from tests.conftest import REPO_ROOT, load_workflow
+from tests.docker_stack import AUTH_COMPOSE_FILE
 from tests.native_stack import (
     MACHINE_FLAGS,
     NativeStack,

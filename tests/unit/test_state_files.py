@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ci.state import Manifest, _swap
-from machine_learning.records import RecordError
+from ci.state import _swap
+from machine_learning.contract.records import RecordError
+from machine_learning.contract.state_manifest import Manifest
 
 MANIFEST = {
     "saved_at": "2026-11-27T12:00:00Z",

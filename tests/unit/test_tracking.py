@@ -96,7 +96,7 @@ def test_training_rides_out_a_minute_and_other_commands_give_up_in_seconds():
     from urllib3.exceptions import NewConnectionError
     from urllib3.util import Retry
 
-    from machine_learning.failures import (
+    from machine_learning.contract.failures import (
         MLFLOW_DEFAULTS,
         OUTAGE_TOLERANCE_S,
         TRAINING_MLFLOW_DEFAULTS,

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ci.thresholds import Threshold
-from ci.verdict import Verdict, judge, overall
+from ci.verdict import judge, overall
+from machine_learning.contract.gate_record import Verdict
 
 F1 = Threshold("test_f1", 0.85, True, tolerance_absolute=0.01)
 LOSS = Threshold("test_log_loss", 0.35, False, tolerance_relative=0.05)

@@ -33,9 +33,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.stack import free_port
 from tests import fake_docker
 from tests.conftest import load_workflow
+from tests.docker_stack import free_port
 from tests.github_server import FakeGitHub, scoped
 from tests.native_stack import shared_interpreter
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from machine_learning.contract.failures import first_line
 from machine_learning.contract.prediction import (
     MAX_BATTLES,
     ErrorBody,
@@ -24,11 +25,10 @@ from machine_learning.contract.prediction import (
     PredictResponse,
     ServedModel,
 )
-from machine_learning.failures import first_line
-from machine_learning.predict import PredictError, Predictor, battle_rows, pokedex
+from machine_learning.serving.predict import PredictError, Predictor, battle_rows, pokedex
 
 if TYPE_CHECKING:
-    from machine_learning.serve import Following, Metrics
+    from machine_learning.serving.serve import Metrics, ServedModelFollower
 
 MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
 # Larger requests are scored in a worker thread, so a 10,000-battle batch never holds up /health
@@ -55,7 +55,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def api_router(following: Following, metrics: Metrics) -> APIRouter:
+def api_router(follower: ServedModelFollower, metrics: Metrics) -> APIRouter:
     """The versioned API, mounted under /v1 and at the root (the aliases)."""
     router = APIRouter()
 
@@ -68,7 +68,7 @@ def api_router(following: Following, metrics: Metrics) -> APIRouter:
     async def predict(request: Request) -> Response:
         """Who wins each battle, answered entirely by one version (named in X-Model-Version)."""
         started = time.perf_counter()
-        served = following.current  # one version answers the whole request
+        served = follower.current  # one version answers the whole request
         status, body = await answer(request, served)
         metrics.observe(status, time.perf_counter() - started)
         headers = {"X-Model-Version": served.info.version} if served else {}
@@ -79,9 +79,9 @@ def api_router(following: Following, metrics: Metrics) -> APIRouter:
     @router.get("/version", response_model=ServedModel, responses={503: ERRORS[503]})
     def version() -> JSONResponse:
         """The model answering now: registered name, version, alias, run and commit."""
-        served = following.current
+        served = follower.current
         if served is None:
-            return JSONResponse({"error": following.error}, status_code=503)
+            return JSONResponse({"error": follower.error}, status_code=503)
         return JSONResponse(served.info.to_dict())
 
     @router.get("/names", response_model=list[str])
@@ -92,25 +92,25 @@ def api_router(following: Following, metrics: Metrics) -> APIRouter:
     return router
 
 
-def probe_router(following: Following, metrics: Metrics, page_html: str) -> APIRouter:
+def probe_router(follower: ServedModelFollower, metrics: Metrics, page_html: str) -> APIRouter:
     """Unversioned on purpose: probes, scrapers and people look for these at fixed paths."""
     router = APIRouter()
 
     @router.get("/health", response_model=Health, responses={503: {"model": Health}})
     def health() -> JSONResponse:
-        served = following.current
-        status = "unavailable" if served is None else "degraded" if following.error else "ok"
+        served = follower.current
+        status = "unavailable" if served is None else "degraded" if follower.error else "ok"
         body = Health(
             status=status,
             model_version=served.info.version if served else None,
-            error=following.error or None,
-            failed_version=following.failed_version,
+            error=follower.error or None,
+            failed_version=follower.failed_version,
         )
         return JSONResponse(body.model_dump(), status_code=503 if served is None else 200)
 
     @router.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        served = following.current
+        served = follower.current
         text = metrics.render(served.info.version if served else "")
         return Response(text, media_type="text/plain; version=0.0.4")
 

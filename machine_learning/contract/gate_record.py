@@ -8,11 +8,19 @@ against, which promotion compares with the registry before it moves anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from ci.verdict import Verdict
-from machine_learning.records import JsonRecord
-from machine_learning.run_record import is_run_id
+from machine_learning.contract.records import JsonRecord
+from machine_learning.contract.run_record import is_run_id
+
+
+class Verdict(StrEnum):
+    """A metric's verdict (``ci.verdict.judge``), and the gate's (pass or fail only)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    NOISE = "within noise"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-from machine_learning.failures import EXIT_BAD_INPUT
+from machine_learning.contract.failures import EXIT_BAD_INPUT
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -22,11 +22,13 @@ import typing
 from pathlib import Path
 from typing import Any, Self
 
+from machine_learning.contract.failures import BadInput
+
 MAX_BYTES = 1 << 20  # every record we write is a few KiB; a forged one may be anything
 
 
-class RecordError(ValueError):
-    """A record file that cannot be used; the message names the file and the field."""
+class RecordError(BadInput, ValueError):
+    """A record file that cannot be used (exit 2); the message names the file and the field."""
 
 
 def read_bytes(path: Path, max_bytes: int = MAX_BYTES, cut: bool = False) -> bytes:

@@ -2,8 +2,19 @@
 
 0 ok; 1 a decision said no (gate failed, promotion refused, GitHub refused) or something
 unexpected; 2 bad input (arguments, files, payloads); 3 the tracking server is unreachable or
-failing. Every exception a command raises goes through :func:`classify` once, in ``main``; the
-traceback is printed only with ``--debug`` or ``CI_DEBUG=1``.
+failing. One hierarchy, one base: every failure a command understands is a :class:`Failure`
+whose class says the exit code and whose message is the one line::
+
+    Failure                      1  a command failed in a way it understands
+    ├── Refused                  1  a decision said no (promotion, verification, GitHub, ...)
+    ├── BadInput                 2  arguments, files, payloads: the line names what and where
+    ├── Unreachable              3  the tracking server is unreachable or failing
+    └── Unexpected               1  anything else, made by classify (traceback with --debug)
+
+The modules subclass these (``PromotionRefused(Refused)``, ``RecordError(BadInput)``, ...), and
+the two ``main``s catch the base once, in :func:`run_command`; a foreign exception (MLflow's,
+an OSError, ...) goes through :func:`classify` there. The traceback is printed only with
+``--debug`` or ``CI_DEBUG=1``.
 
 Standard library only; MLflow's and requests' exception types are looked up only when those
 libraries were imported by the command, so the comment job never loads them.
@@ -16,9 +27,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from typing import NoReturn
-
-from machine_learning.records import RecordError
+from typing import ClassVar, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_CODES = (
@@ -50,11 +59,34 @@ TRAINING_MLFLOW_DEFAULTS = MLFLOW_DEFAULTS | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES":
 
 
 class Failure(Exception):
-    """A command failed in a way it understands: the line for the user and the exit code."""
+    """A command failed in a way it understands: the message is the line for the user, the
+    class says the exit code."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+    code: ClassVar[int] = EXIT_FAILED
+
+
+class Refused(Failure):
+    """A decision said no: the gate, a promotion or rollback, verification, GitHub."""
+
+    code = EXIT_FAILED
+
+
+class BadInput(Failure):
+    """Arguments, files or payloads that cannot be used; the line names what and where."""
+
+    code = EXIT_BAD_INPUT
+
+
+class Unreachable(Failure):
+    """The tracking server does not answer, or fails."""
+
+    code = EXIT_UNREACHABLE
+
+
+class Unexpected(Failure):
+    """Anything no module understood: one line, the traceback only with --debug."""
+
+    code = EXIT_FAILED
 
 
 def mlflow_defaults(
@@ -76,19 +108,18 @@ def retry_window_s(settings: Mapping[str, str]) -> float:
 
 
 def classify(error: BaseException) -> Failure:
-    """The one line and exit code for any exception a command let escape."""
+    """The failure an exception is: itself when it is one, else the one line and exit code of
+    a foreign exception a command let escape."""
     if isinstance(error, Failure):
         return error
-    if isinstance(error, RecordError):
-        return Failure(str(error), EXIT_BAD_INPUT)
     if _is_tracking_error(error):
-        return Failure(f"the tracking server failed: {first_line(error)}", EXIT_UNREACHABLE)
+        return Unreachable(f"the tracking server failed: {first_line(error)}")
     if isinstance(error, MemoryError):
-        return Failure("out of memory: ask for less work (fewer battles or rows)", EXIT_BAD_INPUT)
+        return BadInput("out of memory: ask for less work (fewer battles or rows)")
     if isinstance(error, OSError):
         where = f" {error.filename}" if error.filename else ""
-        return Failure(f"cannot use{where}: {error.strerror or error}", EXIT_BAD_INPUT)
-    return Failure(
+        return BadInput(f"cannot use{where}: {error.strerror or error}")
+    return Unexpected(
         f"unexpected {type(error).__name__}: {first_line(error)} "
         "(rerun with --debug or CI_DEBUG=1 for the traceback)"
     )
@@ -103,12 +134,18 @@ def run_command(
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:
-        failure = classify(error)
-        if debug or env.get("CI_DEBUG") == "1":
-            traceback.print_exc()
-        print(f"error: {failure}", file=sys.stderr)
-        return failure.code
+    except Failure as failure:
+        return _report(failure, debug or env.get("CI_DEBUG") == "1")
+    except Exception as error:  # not one of ours (MLflow's, an OSError, ...): classify names it
+        return _report(classify(error), debug or env.get("CI_DEBUG") == "1")
+
+
+def _report(failure: Failure, traceback_too: bool) -> int:
+    """The failure's line on stderr (the traceback first when asked); its exit code."""
+    if traceback_too:
+        traceback.print_exc()
+    print(f"error: {failure}", file=sys.stderr)
+    return failure.code
 
 
 def _is_tracking_error(error: BaseException) -> bool:

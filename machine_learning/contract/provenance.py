@@ -1,8 +1,9 @@
 """Where a run comes from: commit, branch, trigger, pull request and workflow run.
 
-Training tags every run with it and the CI toolkit searches runs by it, so the tag names live
-here, in the lower package, once. Read from GitHub Actions' environment (and its event payload,
-through a validating record) or, on a laptop, from the local git checkout.
+Training tags every run with it (the tag names are in ``mlflow_names``), the CI toolkit
+searches runs by it and writes it to build.json for the comment job. Read from GitHub Actions'
+environment (and its event payload, through a validating record) or, on a laptop, from the
+local git checkout.
 """
 
 from __future__ import annotations
@@ -13,24 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine_learning.records import JsonRecord, read_json
+from machine_learning.contract.mlflow_names import (
+    MLFLOW_GIT_COMMIT,
+    TAG_BRANCH,
+    TAG_EVENT,
+    TAG_GIT_SHA,
+    TAG_PR_NUMBER,
+    TAG_RUN_URL,
+)
+from machine_learning.contract.records import JsonRecord, read_json
 
-# The registered model the lifecycle promotes, and the alias that serves.
-REGISTERED_MODEL = "pokemon-battle"
-CHAMPION = "champion"
-TAG_GIT_SHA = "ci.git_sha"
-TAG_BRANCH = "ci.branch"
-TAG_EVENT = "ci.event"
-TAG_PR_NUMBER = "ci.pr_number"
-TAG_RUN_URL = "ci.run_url"
-TAG_DATASET_DIGEST = "ci.dataset_digest"
-TAG_TEST_DIGEST = "ci.test_digest"
-TAG_DATASET_VERSION = "ci.dataset_version"
-TAG_MODEL = "ci.model"
-TAG_RUN_ID = "ci.run_id"
-TAG_WINNER = "ci.winner"
-TAG_WINNER_RUN_ID = "ci.winner_run_id"
-MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 EVENT_MAX_BYTES = 25 << 20  # GitHub caps webhook payloads at 25 MB
 
 

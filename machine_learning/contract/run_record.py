@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from machine_learning.records import JsonRecord
+from machine_learning.contract.records import JsonRecord
 
 LOGGED, NOT_LOGGED, TRACKING_FAILED = "logged", "not logged yet", "tracking failed"
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from machine_learning.contract.failures import BadInput, first_line
+from machine_learning.contract.mlflow_names import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.contract.prediction import (
     MAX_NAME_CHARS,
     MAX_STAT,
@@ -27,8 +29,6 @@ from machine_learning.contract.prediction import (
 )
 from machine_learning.data import load_pokedex
 from machine_learning.datasets import RAW_COLUMNS, SIDE_COLUMNS
-from machine_learning.failures import first_line
-from machine_learning.provenance import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +40,7 @@ TYPED_NAMES_KEPT = 100_000
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-class PredictError(ValueError):
+class PredictError(BadInput, ValueError):
     """Input the model cannot be asked about (unknown Pokémon, malformed rows), or no model."""
 
 
@@ -50,10 +50,11 @@ class Pokedex:
     def __init__(self) -> None:
         table = load_pokedex()
         self.names: list[str] = table["name"].tolist()
-        self._index = {key(name): row for row, name in enumerate(self.names)}
+        self._index = {showdown_id(name): row for row, name in enumerate(self.names)}
         self._index |= {ident: row for row, ident in enumerate(table["id"])}
         # Names as typed → row: a batch names the same few spellings again and again, and
-        # a dict hit costs a tenth of key()'s regular expression (10,000 battles: 27 → 3 ms).
+        # a dict hit costs a tenth of showdown_id()'s regular expression (10,000 battles: 27 →
+        # 3 ms).
         self._typed: dict[str, int] = {}
         self._columns = {column: table[column].to_numpy() for column in SIDE_COLUMNS}
 
@@ -62,9 +63,9 @@ class Pokedex:
         row = self._typed.get(name)
         if row is not None:
             return row
-        row = self._index.get(key(name))
+        row = self._index.get(showdown_id(name))
         if row is None:
-            close = difflib.get_close_matches(key(name), self._index, n=3, cutoff=0.6)
+            close = difflib.get_close_matches(showdown_id(name), self._index, n=3, cutoff=0.6)
             hint = (
                 f"did you mean {', '.join(self.names[self._index[c]] for c in close)}?"
                 if close
@@ -94,7 +95,7 @@ class Pokedex:
         )
 
 
-def key(name: str) -> str:
+def showdown_id(name: str) -> str:
     """Showdown's id of a name: lower case letters and digits only."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -208,7 +209,7 @@ class ModelInfo:
         return f"models:/{self.name}/{self.version}" if self.version else self.uri
 
 
-def describe(model_uri: str, client: MlflowClient | None) -> ModelInfo:
+def resolve_model(model_uri: str, client: MlflowClient | None) -> ModelInfo:
     """Resolve a registry URI (``models:/name@alias``, ``models:/name/3``) to its version;
     other URIs (a folder, ``runs:/``) are served as they are."""
     from mlflow.exceptions import MlflowException

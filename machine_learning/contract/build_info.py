@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from machine_learning.provenance import BuildContext
-from machine_learning.records import JsonRecord
+from machine_learning.contract.provenance import BuildContext
+from machine_learning.contract.records import JsonRecord
 
 SHA_LENGTH = 40
 

@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 
+from machine_learning.contract.failures import first_line
 from machine_learning.contract.prediction import API_PREFIX, API_VERSION, PredictRequest
-from machine_learning.failures import first_line
-from machine_learning.predict import ModelInfo, Predictor, describe, load_predictor
-from machine_learning.routes import api_router, probe_router
+from machine_learning.serving.predict import ModelInfo, Predictor, load_predictor, resolve_model
+from machine_learning.serving.routes import api_router, probe_router
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,7 +33,7 @@ PAGE = Path(__file__).resolve().parent / "page.html"
 
 
 @dataclass
-class Following:
+class ServedModelFollower:
     """The served model: loaded from ``model_uri``, reloaded when its alias points elsewhere."""
 
     model_uri: str
@@ -52,7 +52,7 @@ class Following:
     def check(self) -> None:
         """Load the version the URI names now, if it is not the one serving."""
         try:
-            info = describe(self.model_uri, self.client)
+            info = resolve_model(self.model_uri, self.client)
         except Exception as error:  # the registry is down: keep serving what we have
             self.error = f"cannot read {self.model_uri}: {first_line(error)}"
             return
@@ -71,7 +71,7 @@ class Following:
         while not self._stop.wait(self.poll_interval):
             self.check()
 
-    def start(self) -> Following:
+    def start(self) -> ServedModelFollower:
         """Load once now; follow the alias in a background thread."""
         self.check()
         if self.follows_alias:
@@ -82,8 +82,8 @@ class Following:
         self._stop.set()
 
 
-def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
-    """The HTTP service around a Following model: the API under /v1 and at the root (its
+def create_app(follower: ServedModelFollower, allowed_hosts: list[str]) -> FastAPI:
+    """The HTTP service around the followed model: the API under /v1 and at the root (its
     aliases), the probes, and the OpenAPI document at /v1/openapi.json. No docs page: FastAPI's
     loads its scripts from a CDN, which a predictor on a closed network cannot reach."""
     metrics = Metrics()
@@ -95,10 +95,10 @@ def create_app(following: Following, allowed_hosts: list[str]) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    api = api_router(following, metrics)
+    api = api_router(follower, metrics)
     app.include_router(api, prefix=API_PREFIX)
     app.include_router(api, include_in_schema=False)  # /predict, /version, /names: aliases
-    app.include_router(probe_router(following, metrics, PAGE.read_text(encoding="utf-8")))
+    app.include_router(probe_router(follower, metrics, PAGE.read_text(encoding="utf-8")))
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
