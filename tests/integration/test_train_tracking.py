@@ -10,7 +10,7 @@ import pytest
 
 from machine_learning.datasets import LABEL, battles
 from machine_learning.simulator import Scenario
-from tests.conftest import actions_env, run_cli, spawn_cli
+from tests.conftest import actions_env, cli_env, run_cli, spawn_cli
 from tests.native_stack import run_as_root
 
 pytestmark = pytest.mark.integration
@@ -174,6 +174,9 @@ def test_a_run_that_fails_half_way_is_marked_failed_and_keeps_its_id(live, tmp_p
         "out",
         *SMALL,
         cwd=tmp_path,
+        # The refused upload is a 500, which training retries for a minute (an outage's
+        # window, tests/integration/test_tracking_outage.py); two tries say the same here.
+        env=cli_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2"),
     )
     assert done.returncode == 3, done.stderr
     record = read_json(tmp_path / "out/run.json")
