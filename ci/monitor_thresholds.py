@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.thresholds import ThresholdError
+from ci.thresholds import ThresholdError, tag_specs
 from machine_learning.contract.mlflow_names import MONITOR_PREFIX
 from machine_learning.monitoring.names import greater_is_better, monitor_metrics
 
@@ -94,16 +94,8 @@ def _direction(metric: str, spec: dict[str, Any], origin: str) -> bool:
 
 def from_tags(tags: dict[str, str]) -> list[MonitorThreshold]:
     """The ``monitor.*`` thresholds among a registered model's tags, sorted by metric."""
-    rules = []
-    for tag, value in sorted(tags.items()):
-        if not tag.startswith(MONITOR_PREFIX):
-            continue
-        try:
-            spec = json.loads(value, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            raise ThresholdError(f"tag {tag}: not valid JSON ({exc}): {value[:60]!r}") from None
-        rules.append(parse_spec(tag[len(MONITOR_PREFIX) :], spec, f"tag {tag}"))
-    return rules
+    specs = tag_specs(tags, MONITOR_PREFIX)
+    return [parse_spec(metric, spec, where) for metric, spec, where in specs]
 
 
 def from_seed_file(path: Path = SEED_FILE) -> list[MonitorThreshold]:
@@ -134,7 +126,3 @@ def _seed(path: Path, metric: str, spec: Any) -> MonitorThreshold:
             "reads an unquoted dot as a nested table"
         )
     return parse_spec(metric, spec, origin)
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -101,16 +102,24 @@ def updated(rule: Threshold | None, metric: str, changes: dict[str, Any]) -> Thr
 
 def from_tags(tags: dict[str, str]) -> list[Threshold]:
     """The thresholds among a registered model's tags, sorted by metric."""
-    thresholds = []
+    return [parse_spec(metric, spec, where) for metric, spec, where in tag_specs(tags, GATE_PREFIX)]
+
+
+def tag_specs(tags: dict[str, str], prefix: str) -> Iterator[tuple[str, Any, str]]:
+    """(metric, parsed JSON spec, where) of each tag under ``prefix``, sorted by tag: the gate's
+    and the monitor's thresholds live in tags alike. NaN and Infinity are not JSON."""
     for tag, value in sorted(tags.items()):
-        if not tag.startswith(GATE_PREFIX):
+        if not tag.startswith(prefix):
             continue
         try:
-            spec = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ThresholdError(f"tag {tag}: not valid JSON ({exc.msg}): {value!r}") from None
-        thresholds.append(parse_spec(tag[len(GATE_PREFIX) :], spec, f"tag {tag}"))
-    return thresholds
+            spec = json.loads(value, parse_constant=_not_json)
+        except ValueError as exc:
+            raise ThresholdError(f"tag {tag}: not valid JSON ({exc}): {value[:60]!r}") from None
+        yield tag[len(prefix) :], spec, f"tag {tag}"
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
