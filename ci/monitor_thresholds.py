@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.thresholds import ThresholdError, tag_specs
+from ci.thresholds import ThresholdError, read_seed_table, tag_specs
 from machine_learning.contract.mlflow_names import MONITOR_PREFIX
 from machine_learning.monitoring.names import greater_is_better, monitor_metrics
 
@@ -101,12 +100,7 @@ def from_tags(tags: dict[str, str]) -> list[MonitorThreshold]:
 def from_seed_file(path: Path = SEED_FILE) -> list[MonitorThreshold]:
     """Every threshold of a TOML file, all validated before any is used; none is an error
     (a monitor without thresholds would call every window healthy)."""
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ThresholdError(f"{path}: not UTF-8 text") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ThresholdError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    table = read_seed_table(path)
     rules = [_seed(path, metric, spec) for metric, spec in table.items()]
     if not rules:
         raise ThresholdError(

@@ -122,14 +122,19 @@ def _not_json(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
-    """Every threshold of a TOML file, all validated before any is used; none is an error."""
+def read_seed_table(path: Path) -> dict[str, Any]:
+    """A seed file's TOML table; any reason it cannot be read is one ThresholdError."""
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ThresholdError(f"{path}: not UTF-8 text") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ThresholdError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
+    """Every threshold of a TOML file, all validated before any is used; none is an error."""
+    table = read_seed_table(path)
     rules = [parse_spec(metric, spec, f"{path.name} [{metric}]") for metric, spec in table.items()]
     if not rules:
         raise ThresholdError(
