@@ -124,10 +124,10 @@ class RunnerUser:
             sudoers.chmod(0o440)
         return cls(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
-    def owns(self, path: Path) -> None:
-        """Give ``path`` (and what is under it) to this user."""
+    def owns(self, path: Path, recursive: bool = True) -> None:
+        """Give ``path`` (and, ``recursive``, what is under it) to this user."""
         if os.geteuid() == 0 and self.uid != 0:
-            for item in [path, *path.rglob("*")]:
+            for item in [path, *(path.rglob("*") if recursive else ())]:
                 os.chown(item, self.uid, self.gid, follow_symlinks=False)
 
     def run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -171,7 +171,12 @@ class Toolbox:
             self.bin("docker-bin"), shared_interpreter(), sysconfig.get_paths()["purelib"]
         )
         self._sync_venv()
-        self.user.owns(self.root)
+        # Only the toolbox's own folders: the stories of another test worker live beside them,
+        # their files coming and going while this runs.
+        self.user.owns(self.root, recursive=False)
+        for folder in ("act-bin", "node-bin", "uv-bin", "docker-bin", "uv-cache", "venv"):
+            self.bin(folder).mkdir(exist_ok=True)
+            self.user.owns(self.bin(folder))
 
     def _sync_venv(self) -> None:
         """The jobs' venv, built by this process's uv and cache (the runner's Install step then
