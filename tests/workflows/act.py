@@ -170,13 +170,16 @@ class Toolbox:
         fake_docker.install(
             self.bin("docker-bin"), shared_interpreter(), sysconfig.get_paths()["purelib"]
         )
-        self._sync_venv()
-        # Only the toolbox's own folders: the stories of another test worker live beside them,
-        # their files coming and going while this runs.
+        # Only what this makes: another test worker's stories and jobs (whose Install steps
+        # sync the venv as the runner) have files coming and going beside these.
         self.user.owns(self.root, recursive=False)
-        for folder in ("act-bin", "node-bin", "uv-bin", "docker-bin", "uv-cache", "venv"):
-            self.bin(folder).mkdir(exist_ok=True)
+        for folder in ("act-bin", "node-bin", "uv-bin", "docker-bin"):
             self.user.owns(self.bin(folder))
+        self.bin("uv-cache").mkdir(exist_ok=True)
+        self.user.owns(self.bin("uv-cache"), recursive=False)
+        if not (self.venv / "pyvenv.cfg").exists():  # later, each job's Install step syncs it
+            self._sync_venv()
+            self.user.owns(self.venv)
 
     def _sync_venv(self) -> None:
         """The jobs' venv, built by this process's uv and cache (the runner's Install step then
