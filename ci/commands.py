@@ -26,19 +26,14 @@ if TYPE_CHECKING:
 
 def run_comment(args: argparse.Namespace) -> int:
     from ci.comment import CommentError, Superseded, find_pull_request, upsert, upsert_from_artifact
-    from ci.github import GitHubClient
     from machine_learning.contract.records import read_text
 
-    token = os.environ.get("GITHUB_TOKEN", "")
-    repo = args.repo or os.environ.get("GITHUB_REPOSITORY", "")
-    if not token or not repo:
-        raise BadInput("set GITHUB_TOKEN and GITHUB_REPOSITORY (or --repo owner/name)")
+    github = _github(args.repo, "or --repo owner/name")
     if args.artifact_dir and not args.head_sha:
         raise BadInput("--artifact-dir needs --head-sha (the workflow run's head commit)")
     sha = args.sha or os.environ.get("GITHUB_SHA", "")
     if args.body and not args.pr and not sha:
         raise BadInput("give --pr, or --sha (or $GITHUB_SHA) to find the PR by")
-    github = GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
     try:
         if args.artifact_dir:
             posted = upsert_from_artifact(
@@ -251,13 +246,15 @@ def run_state(args: argparse.Namespace) -> int:
     return 0
 
 
-def _github() -> GitHubClient:
-    """The repository's REST API with the job's token, as Actions hands them to a step."""
+def _github(repo: str | None = None, hint: str = "a workflow step's env") -> GitHubClient:
+    """The repository's REST API with the job's token, as Actions hands them to a step
+    (``repo`` overrides $GITHUB_REPOSITORY; ``hint`` says where else they may come from)."""
     from ci.github import GitHubClient
 
-    token, repo = os.environ.get("GITHUB_TOKEN", ""), os.environ.get("GITHUB_REPOSITORY", "")
+    token = os.environ.get("GITHUB_TOKEN", "")
+    repo = repo or os.environ.get("GITHUB_REPOSITORY", "")
     if not token or not repo:
-        raise BadInput("set GITHUB_TOKEN and GITHUB_REPOSITORY (a workflow step's env)")
+        raise BadInput(f"set GITHUB_TOKEN and GITHUB_REPOSITORY ({hint})")
     return GitHubClient(repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 
 
