@@ -15,7 +15,7 @@ closest-name search stays cheap), at most ``MAX_BATTLES`` battles a request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -74,12 +74,14 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(TypedDict):
-    """One battle's answer: the names as the model saw them and both sides' win probability."""
+    """One battle's answer: the names as the model saw them and both sides' win probability;
+    ``battle_id`` when the predictor keeps an inference log (post the outcome with it)."""
 
     a: str
     b: str
     p_a_wins: Probability
     p_b_wins: Probability
+    battle_id: NotRequired[str]
 
 
 class PredictResponse(BaseModel):
@@ -130,12 +132,16 @@ def response_json(
     b: Sequence[str],
     p_a_wins: Sequence[float],
     p_b_wins: Sequence[float],
+    battle_ids: Sequence[str] | None = None,
 ) -> bytes:
     """The response body, written by the response model's serializer from plain lists: the
     values come from the model, so they are not validated again (10,000 battles: 3 ms)."""
-    predictions = [
+    predictions: list[dict] = [
         {"a": x, "b": y, "p_a_wins": p, "p_b_wins": q}
         for x, y, p, q in zip(a, b, p_a_wins, p_b_wins, strict=True)
     ]
+    if battle_ids is not None:
+        for prediction, battle_id in zip(predictions, battle_ids, strict=True):
+            prediction["battle_id"] = battle_id
     answer = PredictResponse.model_construct(model_version=model_version, predictions=predictions)
     return PredictResponse.__pydantic_serializer__.to_json(answer)
