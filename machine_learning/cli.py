@@ -22,6 +22,7 @@ from machine_learning.contract.arguments import (
     output_path,
     positive_int,
     seconds_in,
+    time_window,
 )
 from machine_learning.contract.failures import (
     EXIT_CODES,
@@ -32,6 +33,7 @@ from machine_learning.contract.failures import (
 )
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.models import ModelName
+from machine_learning.recent_battles import DEFAULT_LOG_SHARE, RECENT_TEST_SHARE
 from machine_learning.serving.batch import CHUNK_ROWS
 from machine_learning.serving.predict import DEFAULT_MODEL_URI
 from machine_learning.simulator import Scenario
@@ -48,10 +50,32 @@ http://localhost:5000, then the embedded store sqlite:///mlflow.db (artifacts in
 With CI=true an unreachable configured server is an error instead of a fallback.
 
 outputs (in --output-dir, written before MLflow is contacted): metrics.json, run.json, model/
-(MLflow format), plots/.
+(MLflow format), plots/; with --with-inference-log and enough logged battles,
+recent_test_battles.parquet (the second test set, also logged to the run for the gate).
 
-{EXIT_CODES}
+{EXIT_CODES}; 3 also when the inference log's database does not answer
 """
+
+
+def share_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type for a fraction strictly between ``low`` and ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+        if not low < value < high:  # also false for nan
+            raise argparse.ArgumentTypeError(
+                f"must be more than {low:g} and less than {high:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = "fraction"
+    return parse
+
+
+LOG_SHARE = share_in(0, 1)
 SEED = int_in(0, 2**32 - 1, "the range numpy and scikit-learn accept")
 N_TEST = int_in(MIN_TEST_BATTLES, 10_000_000, "every metric and plot needs both outcomes")
 N_TRIALS = int_in(1, 1_000, "each trial is a 3-fold fit")
@@ -145,6 +169,34 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         type=output_dir,
         default=Path("outputs"),
         help="where metrics.json, run.json, model/ and plots/ are written",
+    )
+    _add_inference_log_options(parser)
+
+
+def _add_inference_log_options(parser: argparse.ArgumentParser) -> None:
+    """Retraining on what the predictor saw: ``--with-inference-log`` and how it is used."""
+    parser.add_argument(
+        "--with-inference-log",
+        dest="inference_log",
+        metavar="URL",
+        help="also train on the battles the predictor answered whose outcome came back (a "
+        "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/inference or "
+        f"sqlite:///inference.db); {RECENT_TEST_SHARE:.0%}% of them, chosen by a hash of "
+        "battle_id, are held out as a second test set (recent_test_* metrics). The URL is "
+        "logged to MLflow with its password replaced by ***",
+    )
+    parser.add_argument(
+        "--since",
+        type=time_window,
+        default="30d",
+        help="with --with-inference-log: battles logged in this window (days or hours: 30d, 12h)",
+    )
+    parser.add_argument(
+        "--log-share",
+        type=LOG_SHARE,
+        default=DEFAULT_LOG_SHARE,
+        help="with --with-inference-log: the share of the training weight the logged battles "
+        "carry (each weighs at least as much as a simulated battle)",
     )
 
 

@@ -8,7 +8,7 @@ with different training seeds (or different code) are scored on the same battles
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,11 @@ class BattleData:
     train: pd.DataFrame
     test: pd.DataFrame
     scenario: Scenario
+    # With the inference log (machine_learning.recent_battles): how many of the training rows
+    # (the last ones) are logged battles, their sample weights, and the recent test set.
+    logged: int = 0
+    weights: np.ndarray | None = field(default=None, repr=False)
+    recent_test: pd.DataFrame | None = None
 
     @property
     def digest(self) -> str:
@@ -52,6 +57,11 @@ class BattleData:
     def test_digest(self) -> str:
         """Fingerprint of the test rows only: what a champion must be re-scored on."""
         return table_digest(self.test)
+
+    @property
+    def recent_test_digest(self) -> str:
+        """Fingerprint of the recent battles held out of the inference log, when there are."""
+        return table_digest(self.recent_test) if self.recent_test is not None else ""
 
 
 def battles(n: int, scenario: Scenario, seed: int) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn import metrics as skm
 
+from machine_learning.contract.metric_names import RECENT_TEST_PREFIX
 from machine_learning.data import STATS
 from machine_learning.datasets import LABEL
 
@@ -34,8 +35,14 @@ def win_probability(pipeline: Pipeline, battles: pd.DataFrame) -> np.ndarray:
     return pipeline.predict_proba(battles.drop(columns=[LABEL], errors="ignore"))[:, 1]
 
 
-def evaluate(pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
-    """Train and test metrics, the overfitting gap, and the baseline beside them."""
+def evaluate(
+    pipeline: Pipeline,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    recent_test: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Train and test metrics, the overfitting gap, and the baseline beside them; with the
+    recent battles held out of the inference log, their metrics too (``recent_test_*``)."""
     result = classification_metrics(
         train[LABEL].to_numpy(), win_probability(pipeline, train), "train"
     )
@@ -43,6 +50,12 @@ def evaluate(pipeline: Pipeline, train: pd.DataFrame, test: pd.DataFrame) -> dic
         test[LABEL].to_numpy(), win_probability(pipeline, test), "test"
     )
     result["overfitting_gap"] = result["train_accuracy"] - result["test_accuracy"]
+    if recent_test is not None:
+        result |= classification_metrics(
+            recent_test[LABEL].to_numpy(),
+            win_probability(pipeline, recent_test),
+            RECENT_TEST_PREFIX.removesuffix("_"),
+        )
     return result | baseline_metrics(test)
 
 

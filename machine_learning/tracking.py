@@ -217,9 +217,11 @@ def _log_run_contents(
     import mlflow
 
     mlflow.log_params({key: str(value)[:6000] for key, value in params.items()})
-    train_set, test_set = _datasets(data)
+    train_set, test_set, *recent = _datasets(data)
     mlflow.log_inputs(
-        [train_set, test_set], contexts=["training", "testing"], tags_list=[None, None]
+        [train_set, test_set, *recent],
+        contexts=["training", "testing", *(["testing-recent"] if recent else [])],
+        tags_list=[None] * (2 + len(recent)),
     )
     model_info = _log_model(pipeline, data.test)
     train_metrics = {k: v for k, v in metrics.items() if k.startswith("train_")}
@@ -347,11 +349,17 @@ def run_url(target: TrackingTarget, experiment_id: str, run_id: str) -> str:
     return f"{target.uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def _datasets(data: BattleData):
-    return (
+def _datasets(data: BattleData) -> list:
+    """Training and test sets, and the recent battles held out of the inference log."""
+    datasets = [
         _dataset(data.train, f"battles-{data.scenario}-train", data.digest),
         _dataset(data.test, f"battles-{data.scenario}-test", data.test_digest),
-    )
+    ]
+    if data.recent_test is not None:
+        datasets.append(
+            _dataset(data.recent_test, "battles-inference-log-test", data.recent_test_digest)
+        )
+    return datasets
 
 
 def _dataset(table: pd.DataFrame, name: str, digest: str):

@@ -12,16 +12,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from machine_learning.contract.arguments import describe_window
 from machine_learning.contract.failures import Unreachable
 from machine_learning.contract.metric_names import MAIN_METRIC
 from machine_learning.contract.mlflow_names import (
+    PARAM_INFERENCE_LOG_BATTLES,
+    PARAM_INFERENCE_LOG_SHARE,
+    PARAM_INFERENCE_LOG_SINCE,
+    PARAM_INFERENCE_LOG_TEST_BATTLES,
+    RECENT_TEST_ARTIFACT,
     TAG_DATASET_DIGEST,
     TAG_DATASET_VERSION,
+    TAG_INFERENCE_LOG_URL,
     TAG_MODEL,
+    TAG_RECENT_TEST_DIGEST,
     TAG_TEST_DIGEST,
     TAG_WINNER,
     TAG_WINNER_RUN_ID,
@@ -31,6 +39,7 @@ from machine_learning.contract.records import write_json_atomic
 from machine_learning.contract.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
 from machine_learning.models import ModelName
+from machine_learning.recent_battles import DEFAULT_LOG_SHARE, DEFAULT_SINCE
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
@@ -55,12 +64,29 @@ class TrainConfig:
     version: str = "dev"
     experiment: str | None = None
     output_dir: Path = field(default=Path("outputs"))
+    # --with-inference-log: the log's URL (never logged as is: it may hold a password), the
+    # window read, the share of the training weight its battles carry.
+    inference_log: str | None = None
+    since: timedelta = DEFAULT_SINCE
+    log_share: float = DEFAULT_LOG_SHARE
 
     def params(self) -> dict[str, Any]:
+        """The options as run parameters; the inference log's are data_params' (they need
+        the battles read)."""
+        unlogged = ("experiment", "output_dir", "inference_log", "since", "log_share")
+        return {key: str(value) for key, value in asdict(self).items() if key not in unlogged}
+
+    def data_params(self, data: BattleData) -> dict[str, str]:
+        """What the inference log added, when one was read: the window, the logged battles
+        trained on and held out, their share of the training weight."""
+        if self.inference_log is None:
+            return {}
+        held_out = len(data.recent_test) if data.recent_test is not None else 0
         return {
-            key: str(value)
-            for key, value in asdict(self).items()
-            if key not in ("experiment", "output_dir")
+            PARAM_INFERENCE_LOG_SINCE: describe_window(self.since),
+            PARAM_INFERENCE_LOG_BATTLES: str(data.logged),
+            PARAM_INFERENCE_LOG_TEST_BATTLES: str(held_out),
+            PARAM_INFERENCE_LOG_SHARE: str(self.log_share),
         }
 
 
@@ -85,13 +111,46 @@ def step(message: str) -> Iterator[None]:
 
 
 def load_data(config: TrainConfig) -> BattleData:
+    """The simulated battles, plus the inference log's when asked (read first: a log that
+    cannot be read fails the command before any work)."""
     from machine_learning.datasets import make_battle_data
 
+    recent = read_log(config) if config.inference_log else None
     with step(
         f"simulating {config.n_battles:,} training and {config.n_test:,} test battles "
         f"({config.scenario_type}, seed {config.seed})"
     ):
-        return make_battle_data(config.n_battles, config.scenario_type, config.seed, config.n_test)
+        data = make_battle_data(config.n_battles, config.scenario_type, config.seed, config.n_test)
+    if recent is None or recent.empty:
+        return data
+    from machine_learning.recent_battles import with_recent
+
+    return with_recent(data, recent, config.log_share)
+
+
+def read_log(config: TrainConfig):
+    """The logged battles with outcomes in the window, said in one line either way."""
+    from machine_learning.contract.inference_log import redacted
+    from machine_learning.recent_battles import read_recent
+
+    shown, window = redacted(config.inference_log or ""), describe_window(config.since)
+    with step(f"reading the inference log {shown} (battles with outcomes, last {window})"):
+        recent = read_recent(config.inference_log or "", config.since)
+    if recent.empty:
+        print(
+            f"  the inference log has no battles with outcomes in the last {window}: "
+            "training on simulated battles only",
+            file=sys.stderr,
+        )
+    else:
+        kept = "" if recent.scored else " (too few, or one outcome only: not scored)"
+        print(
+            f"  {len(recent.train):,} logged battles added to training (weighted to "
+            f"{config.log_share:.0%} of it), {len(recent.test):,} held out as the recent "
+            f"test set{kept}",
+            file=sys.stderr,
+        )
+    return recent
 
 
 def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path) -> TrainedModel:
@@ -102,13 +161,14 @@ def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path
 
     pipeline = build_pipeline(model, config.dataset_version, config.seed)
     x, y = data.train.drop(columns=[LABEL]), data.train[LABEL]
+    weights = {} if data.weights is None else {"model__sample_weight": data.weights}
     if config.tune:
-        pipeline = _tune(pipeline, model, config, x, y)
+        pipeline = _tune(pipeline, model, config, x, y, weights)
     else:
         with step(f"fitting {model} on {config.dataset_version} features"):
-            pipeline.fit(x, y)
+            pipeline.fit(x, y, **weights)
     with step("evaluating on the held-out test battles"):
-        metrics = evaluate(pipeline, data.train, data.test)
+        metrics = evaluate(pipeline, data.train, data.test, data.recent_test)
         plots = write_plots(
             data.test[LABEL].to_numpy(),
             win_probability(pipeline, data.test),
@@ -118,7 +178,9 @@ def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path
     return TrainedModel(model, pipeline, metrics, model_params(pipeline), plots)
 
 
-def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pipeline:
+def _tune(
+    pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y, weights: dict[str, Any]
+) -> Pipeline:
     from sklearn.model_selection import RandomizedSearchCV
 
     from machine_learning.models import MODELS
@@ -135,7 +197,7 @@ def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pi
         refit=True,
     )
     with step(f"tuning {model}: {config.n_trials} trials x {folds} folds"):
-        search.fit(x, y)
+        search.fit(x, y, **weights)
     return search.best_estimator_
 
 
@@ -208,20 +270,36 @@ def save_local(
     from machine_learning.tracking import save_model_copy
 
     write_json_atomic(config.output_dir / "metrics.json", metrics)
+    recent_test = config.output_dir / RECENT_TEST_ARTIFACT
+    recent_test.unlink(missing_ok=True)  # an earlier run's must not be logged with this one
+    if data.recent_test is not None:
+        data.recent_test.to_parquet(recent_test, index=False)
     with step(f"saving the model to {config.output_dir / 'model'}"):
         save_model_copy(winner.pipeline, data.test, config.output_dir / "model")
     run_record(config, data, target, winner, None).write(config.output_dir / "run.json")
 
 
 def run_tags(config: TrainConfig, data: BattleData, model: ModelName) -> dict[str, str]:
+    from machine_learning.contract.inference_log import redacted
     from machine_learning.contract.provenance import build_context
 
-    return build_context(os.environ).as_tags() | {
+    tags = build_context(os.environ).as_tags() | {
         TAG_DATASET_DIGEST: data.digest,
         TAG_TEST_DIGEST: data.test_digest,
         TAG_DATASET_VERSION: str(config.dataset_version),
         TAG_MODEL: str(model),
     }
+    if config.inference_log is not None:
+        tags[TAG_INFERENCE_LOG_URL] = redacted(config.inference_log)
+    if data.recent_test is not None:
+        tags[TAG_RECENT_TEST_DIGEST] = data.recent_test_digest
+    return tags
+
+
+def run_artifacts(config: TrainConfig, data: BattleData) -> list[Path]:
+    """The files every run of this training logs beside its model (a model's plots aside)."""
+    recent = [config.output_dir / RECENT_TEST_ARTIFACT] if data.recent_test is not None else []
+    return [config.output_dir / "metrics.json", *recent]
 
 
 def run_name(config: TrainConfig, model: ModelName) -> str:
@@ -268,10 +346,13 @@ def log_one(
         run_name=run_name(config, trained.model),
         pipeline=trained.pipeline,
         data=data,
-        params=config.params() | {"model": str(trained.model)} | trained.hyperparams,
+        params=config.params()
+        | config.data_params(data)
+        | {"model": str(trained.model)}
+        | trained.hyperparams,
         metrics=trained.metrics,
         tags=run_tags(config, data, trained.model),
-        artifacts=[*trained.plots, config.output_dir / "metrics.json"],
+        artifacts=[*trained.plots, *run_artifacts(config, data)],
         parent_run_id=parent_run_id,
     )
 
@@ -313,7 +394,7 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
             experiment,
             f"compare-{config.dataset_version}-{config.version}",
             run_tags(config, data, winner.model),
-            config.params(),
+            config.params() | config.data_params(data),
         )
         try:
             runs = {t.model: log_one(config, data, target, t, parent_id) for t in trained}
@@ -325,7 +406,7 @@ def run_compare(config: TrainConfig, target: TrackingTarget) -> dict[str, Any]:
         tracking.finish_parent_run(
             {f"{model}_{MAIN_METRIC}": m[MAIN_METRIC] for model, m in comparison.items()},
             {TAG_WINNER: str(winner.model), TAG_WINNER_RUN_ID: runs[winner.model].run_id},
-            [config.output_dir / "metrics.json"],
+            run_artifacts(config, data),
         )
     logged = runs[winner.model]
     record = replace(run_record(config, data, target, winner, logged), parent_run_id=parent_id)

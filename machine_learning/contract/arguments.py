@@ -7,6 +7,7 @@ import argparse
 import os
 import unicodedata
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from machine_learning.contract.failures import EXIT_BAD_INPUT
@@ -144,3 +145,28 @@ def http_url(text: str) -> str:
             f"expected an http(s) URL such as http://host:8000, got {text!r}"
         )
     return text
+
+
+WINDOW_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1)}
+MAX_WINDOW = timedelta(days=3_650)
+
+
+def time_window(text: str) -> timedelta:
+    """A look-back window such as ``30d`` or ``12h``: a whole number of days or hours, more
+    than none (an empty window reads nothing) and at most ten years."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in WINDOW_UNITS or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected days or hours such as 30d or 12h, got {text!r}")
+    window = int(value) * WINDOW_UNITS[unit]
+    if not timedelta(0) < window <= MAX_WINDOW:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_WINDOW.days:,}d, got {text!r}"
+        )
+    return window
+
+
+def describe_window(window: timedelta) -> str:
+    """A window as ``time_window`` reads it back: ``30d``, or ``12h`` when not whole days."""
+    if window % timedelta(days=1) == timedelta(0):
+        return f"{window.days}d"
+    return f"{int(window / timedelta(hours=1))}h"

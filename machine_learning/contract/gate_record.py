@@ -21,6 +21,7 @@ class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     NOISE = "within noise"
+    REPORTED = "reported"  # a recent-log metric no threshold names: shown, never judged
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class CandidateSummary(JsonRecord):
     dataset_digest: str = ""
     test_digest: str = ""
     n_train: str = ""
+    n_recent_test: int = 0  # recent battles held out of the inference log, when trained with it
     params: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -28,6 +28,12 @@ TAG_MODEL = "ci.model"
 TAG_WINNER = "ci.winner"  # compare's parent run: the model that won
 TAG_WINNER_RUN_ID = "ci.winner_run_id"  # compare's parent run: the winner's nested run
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own, set by us (git may be absent)
+# Retraining with the inference log (train --with-inference-log): where the log was (password
+# replaced by ***), and the fingerprint of the recent battles held out of it, which the gate
+# reads back from RECENT_TEST_ARTIFACT to re-score the champion on them.
+TAG_INFERENCE_LOG_URL = "ci.inference_log_url"
+TAG_RECENT_TEST_DIGEST = "ci.recent_test_digest"
+RECENT_TEST_ARTIFACT = "recent_test_battles.parquet"  # at the run's artifact root
 
 # Model-version tags set by promotion, beside TAG_GIT_SHA and TAG_PR_NUMBER.
 TAG_RUN_ID = "ci.run_id"
@@ -52,6 +58,12 @@ PARAM_DATASET_VERSION = "dataset_version"
 PARAM_SCENARIO_TYPE = "scenario_type"
 PARAM_N_BATTLES = "n_battles"
 PARAM_N_TEST = "n_test"
+# With --with-inference-log: the window read, the logged battles trained on and held out, and
+# the share of the training weight the logged ones carry.
+PARAM_INFERENCE_LOG_SINCE = "inference_log_since"
+PARAM_INFERENCE_LOG_BATTLES = "inference_log_battles"
+PARAM_INFERENCE_LOG_TEST_BATTLES = "inference_log_test_battles"
+PARAM_INFERENCE_LOG_SHARE = "inference_log_share"
 READ_BACK_PARAMS = (
     PARAM_MODEL,
     PARAM_DATASET_VERSION,

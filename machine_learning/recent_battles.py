@@ -1,0 +1,231 @@
+"""Recent battles from the inference log, for retraining: read, split, weighted.
+
+``train --with-inference-log URL`` adds the battles the predictor answered *and* whose outcome
+came back (an inner join of ``battles`` and ``outcomes``, logged within ``--since``) to the
+simulated training battles. Two choices make the result judgeable:
+
+- **A stable held-out part.** A battle belongs to the recent test set when a hash of its
+  ``battle_id`` says so (``RECENT_TEST_SHARE`` of them), not by a random draw: a battle held out
+  by one run is held out by every later run, so no model is scored on a logged battle that an
+  earlier model (the champion re-scored by the gate) was trained on.
+- **Weights that name the log's share.** Each logged training battle is weighted so the log
+  carries ``share`` of the total training weight (the simulated battles weigh 1 each), never
+  less than 1 a battle: a few hundred logged battles beside 20,000 simulated ones would
+  otherwise be noise to the model, however much the traffic has moved. The default share is
+  measured in benchmarks/retraining.py (README, Benchmarks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from machine_learning.contract.failures import BadInput, Unreachable, first_line
+from machine_learning.datasets import LABEL, RAW_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from machine_learning.datasets import BattleData
+
+RECENT_TEST_SHARE = 0.2  # of the logged battles with outcomes, held out as the recent test set
+DEFAULT_LOG_SHARE = 0.5  # of the training weight, carried by the logged battles
+DEFAULT_SINCE = timedelta(days=30)
+CONNECT_TIMEOUT_S = 10
+MIN_RECENT_TEST = 20  # fewer held-out battles, or one outcome only: no recent-test metrics
+
+
+class InferenceLogUnreachable(Unreachable):
+    """The log database does not answer (exit 3)."""
+
+
+@dataclass(frozen=True)
+class RecentBattles:
+    """The logged battles with outcomes in the window: a training part and a held-out part,
+    both raw battle rows with the ``a_wins`` label, as the simulator's tables are."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def empty(self) -> bool:
+        return len(self.train) + len(self.test) == 0
+
+    @property
+    def scored(self) -> bool:
+        """True when the held-out part can be scored: enough battles, both outcomes."""
+        return len(self.test) >= MIN_RECENT_TEST and self.test[LABEL].nunique() == 2
+
+
+def read_recent(url: str, since: timedelta, now: datetime | None = None) -> RecentBattles:
+    """The log's battles with outcomes logged within ``since`` of ``now``, split by battle id."""
+    table = _query(url, (now or datetime.now(UTC)) - since)
+    held_out = held_out_mask(table["battle_id"].tolist())
+    rows = table.drop(columns=["battle_id"])
+    return RecentBattles(
+        train=rows[~held_out].reset_index(drop=True), test=rows[held_out].reset_index(drop=True)
+    )
+
+
+def held_out_mask(battle_ids: list[str]) -> np.ndarray:
+    """Which battles belong to the recent test set: the first 8 bytes of SHA-256 of the id,
+    below RECENT_TEST_SHARE of their range. Stable across runs, processes and databases."""
+    cut = int(RECENT_TEST_SHARE * 2**64)
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.sha256(battle_id.encode()).digest()[:8], "big") < cut
+            for battle_id in battle_ids
+        ),
+        dtype=bool,
+        count=len(battle_ids),
+    )
+
+
+def log_weights(n_simulated: int, n_logged: int, share: float) -> np.ndarray:
+    """Sample weights for ``n_simulated`` simulated then ``n_logged`` logged battles: 1 each
+    for the simulated ones; each logged one so the log carries ``share`` of the total weight,
+    or 1 when the log alone is already that large a part."""
+    per_battle = share / (1 - share) * n_simulated / n_logged if n_logged else 1.0
+    return np.concatenate([np.ones(n_simulated), np.full(n_logged, max(per_battle, 1.0))])
+
+
+def _query(url: str, start: datetime) -> pd.DataFrame:
+    """The join, as raw battle rows with ``battle_id`` and the label; one line on failure."""
+    import pandas as pd
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from machine_learning.contract.inference_log import battles, outcomes, redacted
+
+    engine = _engine(url)
+    query = (
+        select(battles.c.battle_id, *(battles.c[name] for name in RAW_COLUMNS), outcomes.c.a_wins)
+        .join(outcomes, outcomes.c.battle_id == battles.c.battle_id)
+        .where(battles.c.logged_at >= start)
+        .order_by(battles.c.battle_id)
+    )
+    try:
+        with engine.connect() as connection:
+            _require_tables(connection, redacted(url))
+            table = pd.DataFrame(connection.execute(query).all(), columns=_columns())
+    except DBAPIError as error:
+        if _is_connection_error(error):
+            raise _unreachable(url, error) from None
+        raise _unreadable(url, error) from None
+    except SQLAlchemyError as error:
+        raise _unreadable(url, error) from None
+    finally:
+        engine.dispose()
+    return _typed(table)
+
+
+def _engine(url: str):
+    """An engine for ``url``; a URL SQLAlchemy cannot use, or a SQLite file that does not
+    exist (SQLite would create an empty one), is bad input."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from machine_learning.contract.inference_log import redacted
+
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or not Path(database).is_file():
+                raise BadInput(f"--with-inference-log {redacted(url)}: no such SQLite file")
+            return create_engine(parsed, connect_args={"timeout": CONNECT_TIMEOUT_S})
+        return create_engine(parsed, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise BadInput(
+            f"--with-inference-log {redacted(url)}: not a database URL SQLAlchemy can use "
+            f"({_clean(error, url)})"
+        ) from None
+
+
+def _require_tables(connection, shown: str) -> None:
+    from sqlalchemy import inspect
+
+    missing = {"battles", "outcomes"} - set(inspect(connection).get_table_names())
+    if missing:
+        raise BadInput(
+            f"--with-inference-log {shown}: no {' or '.join(sorted(missing))} table: not an "
+            "inference log (serve --inference-log creates one)"
+        )
+
+
+def _is_connection_error(error) -> bool:
+    """A refused, timed-out or dropped connection (the server is down), not a bad query."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    text = str(error.orig).lower()
+    return isinstance(error, InterfaceError) or (
+        isinstance(error, OperationalError)
+        and any(
+            sign in text
+            for sign in ("connection", "could not connect", "timeout", "server closed", "refused")
+        )
+        and "no such table" not in text
+    )
+
+
+def _unreachable(url: str, error) -> InferenceLogUnreachable:
+    from machine_learning.contract.inference_log import redacted
+
+    return InferenceLogUnreachable(
+        f"the inference log {redacted(url)} does not answer: {_clean(error.orig, url)}"
+    )
+
+
+def _unreadable(url: str, error: BaseException) -> BadInput:
+    from machine_learning.contract.inference_log import redacted
+
+    return BadInput(f"--with-inference-log {redacted(url)}: cannot read it: {_clean(error, url)}")
+
+
+def _clean(error: BaseException, url: str) -> str:
+    """The driver's first line, with the URL's password cut out should the driver repeat it."""
+    from sqlalchemy.engine import make_url
+
+    line = first_line(error)
+    try:
+        password = make_url(url).password
+    except Exception:  # an unreadable URL has no password to hide beyond the URL itself
+        return line.replace(url, "<the URL>")
+    return line.replace(str(password), "***") if password else line
+
+
+def _columns() -> list[str]:
+    return ["battle_id", *RAW_COLUMNS, LABEL]
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    """The simulator's column types: names and types as text (no second type is ""), stats
+    and the label as 64-bit integers, so logged and simulated rows stack into one table."""
+    for column in RAW_COLUMNS:
+        if column.endswith(("_name", "_type1", "_type2")):
+            table[column] = table[column].fillna("").astype(str)
+        else:
+            table[column] = table[column].astype(np.int64)
+    table[LABEL] = table[LABEL].astype(np.int64)
+    return table
+
+
+def with_recent(data: BattleData, recent: RecentBattles, share: float) -> BattleData:
+    """The simulated battles plus the log's training part (weighted to ``share``), and its
+    held-out part as the recent test set when it can be scored."""
+    import pandas as pd
+
+    train = pd.concat([data.train, recent.train], ignore_index=True)
+    return replace(
+        data,
+        train=train,
+        logged=len(recent.train),
+        weights=log_weights(len(data.train), len(recent.train), share),
+        recent_test=recent.test if recent.scored else None,
+    )
