@@ -3,6 +3,12 @@
 The champion is re-scored on exactly the candidate's test battles (rebuilt from the fixed test
 seed and checked against the digest the candidate logged), so code or data changes between the
 two never make the comparison unfair. Differences come with a paired bootstrap 95% interval.
+
+A run trained with the inference log also logged its second test set, the recent battles held
+out of the log (``RECENT_TEST_ARTIFACT``, checked against its digest tag): both models are
+scored on it too, as ``recent_test_*`` rows. Those rows are judged only when a threshold names
+them (``gate.recent_test_f1``); otherwise they are ``reported``, shown and never failing: the
+gate's floors are on the simulated test set, which every run shares.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import TYPE_CHECKING
 from ci import bootstrap
 from ci.registry import load_thresholds, version_by_alias
 from ci.verdict import judge, overall
-from machine_learning.contract.failures import BadInput
+from machine_learning.contract.failures import BadInput, first_line
 from machine_learning.contract.gate_record import (
     CandidateSummary,
     ChampionSummary,
@@ -23,7 +29,7 @@ from machine_learning.contract.gate_record import (
     MetricRow,
     Verdict,
 )
-from machine_learning.contract.metric_names import MAIN_METRIC
+from machine_learning.contract.metric_names import MAIN_METRIC, METRIC_NAMES, RECENT_TEST_PREFIX
 from machine_learning.contract.mlflow_names import (
     CHAMPION,
     GATE_PREFIX,
@@ -32,18 +38,22 @@ from machine_learning.contract.mlflow_names import (
     PARAM_N_BATTLES,
     PARAM_N_TEST,
     PARAM_SCENARIO_TYPE,
+    RECENT_TEST_ARTIFACT,
     TAG_BRANCH,
     TAG_DATASET_DIGEST,
     TAG_GATE_CHAMPION_VERSION,
     TAG_GATE_VERDICT,
     TAG_GIT_SHA,
     TAG_PR_NUMBER,
+    TAG_RECENT_TEST_DIGEST,
     TAG_RUN_URL,
     TAG_TEST_DIGEST,
 )
 from machine_learning.datasets import LABEL
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import pandas as pd
     from mlflow import MlflowClient
@@ -51,6 +61,8 @@ if TYPE_CHECKING:
     from ci.bootstrap import Comparison
     from ci.thresholds import Threshold
     from machine_learning.contract.run_record import RunRecord
+
+    Scorer = Callable[[pd.DataFrame], np.ndarray]
 
 
 class GateError(BadInput):
@@ -126,12 +138,47 @@ def test_battles(candidate: Candidate) -> pd.DataFrame:
     return table
 
 
-def win_probability(model_uri: str, table: pd.DataFrame) -> np.ndarray:
+def recent_battles(client: MlflowClient, candidate: Candidate) -> pd.DataFrame | None:
+    """The recent battles held out of the inference log, as the candidate logged them (checked
+    against its digest tag); None for a run trained without the log."""
+    import tempfile
+
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from machine_learning.datasets import table_digest
+
+    expected = candidate.tags.get(TAG_RECENT_TEST_DIGEST)
+    if not expected:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(candidate.run_id, RECENT_TEST_ARTIFACT, folder)
+            table = pd.read_parquet(path)
+        except (MlflowException, OSError, ValueError) as exc:
+            raise GateError(
+                f"run {candidate.run_id} names a recent test set but its "
+                f"{RECENT_TEST_ARTIFACT} cannot be read: {first_line(exc)}"
+            ) from None
+    if table_digest(table) != expected:
+        raise GateError(
+            f"run {candidate.run_id}'s {RECENT_TEST_ARTIFACT} has digest {table_digest(table)}, "
+            f"the run logged {expected}: the artifact was changed"
+        )
+    return table
+
+
+def scorer(model_uri: str) -> Scorer:
+    """The model behind ``model_uri``, loaded once: P(side A wins) for any battle table."""
     import mlflow.pyfunc
     import numpy as np
 
     model = mlflow.pyfunc.load_model(model_uri)
-    return np.asarray(model.predict(table.drop(columns=[LABEL])))[:, 1]
+    return lambda table: np.asarray(model.predict(table.drop(columns=[LABEL])))[:, 1]
+
+
+def win_probability(model_uri: str, table: pd.DataFrame) -> np.ndarray:
+    return scorer(model_uri)(table)
 
 
 def evaluate_gate(
@@ -142,37 +189,71 @@ def evaluate_gate(
 ) -> GateRecord:
     """Everything gate.json holds: per-metric values, intervals, thresholds and verdicts."""
     thresholds, source = load_thresholds(client, model_name)
-    thresholds.sort(key=lambda rule: (rule.metric != MAIN_METRIC, rule.metric))
-    table = test_battles(candidate)
-    y = table[LABEL].to_numpy()
-    ours = win_probability(str(candidate.local_model or candidate.model_uri), table)
+    table, recent = test_battles(candidate), recent_battles(client, candidate)
+    ours = scorer(str(candidate.local_model or candidate.model_uri))
     champion = version_by_alias(client, model_name, CHAMPION)
-    comparisons = None
-    if champion is not None:
-        theirs = win_probability(f"models:/{model_name}@{CHAMPION}", table)
-        comparisons = bootstrap.compare(y, ours, theirs, resamples)
-    points = bootstrap.point_metrics(y, ours)
-    rows = [_metric_row(rule, points, comparisons) for rule in thresholds]
+    theirs = scorer(f"models:/{model_name}@{CHAMPION}") if champion is not None else None
+    simulated = [rule for rule in thresholds if not rule.metric.startswith(RECENT_TEST_PREFIX)]
+    rows = _scored_rows(simulated, "test_", table, ours, theirs, resamples)
+    if recent is not None:
+        rules = _recent_rules([rule for rule in thresholds if rule not in simulated])
+        rows += _scored_rows(rules, RECENT_TEST_PREFIX, recent, ours, theirs, resamples)
     return GateRecord(
         verdict=overall([row.verdict for row in rows]),
         thresholds_source=source,
         resamples=resamples if champion else 0,
-        candidate=_candidate_summary(candidate, len(table)),
+        candidate=_candidate_summary(candidate, len(table), 0 if recent is None else len(recent)),
         champion=_champion_summary(client, champion) if champion else None,
         metrics=rows,
     )
 
 
+def _scored_rows(
+    rules: list[Threshold | str],
+    prefix: str,
+    table: pd.DataFrame,
+    ours: Scorer,
+    theirs: Scorer | None,
+    resamples: int,
+) -> list[MetricRow]:
+    """One row per rule (a metric name alone: reported, not judged), both models scored on
+    ``table``, main metric first."""
+    y, probabilities = table[LABEL].to_numpy(), ours(table)
+    comparisons = None
+    if theirs is not None:
+        comparisons = bootstrap.compare(y, probabilities, theirs(table), resamples)
+    points = bootstrap.point_metrics(y, probabilities)
+    main = f"{prefix}{MAIN_METRIC.removeprefix('test_')}"
+    rules = sorted(rules, key=lambda rule: (_metric_of(rule) != main, _metric_of(rule)))
+    return [_metric_row(rule, points, comparisons, prefix) for rule in rules]
+
+
+def _recent_rules(named: list[Threshold]) -> list[Threshold | str]:
+    """Every recent-test metric: its threshold when one names it, else its name (reported)."""
+    by_metric = {rule.metric: rule for rule in named}
+    metrics = [f"{RECENT_TEST_PREFIX}{name}" for name in METRIC_NAMES]
+    return [by_metric.get(metric, metric) for metric in metrics]
+
+
+def _metric_of(rule: Threshold | str) -> str:
+    return rule if isinstance(rule, str) else rule.metric
+
+
 def _metric_row(
-    rule: Threshold, points: dict[str, float], comparisons: dict[str, Comparison] | None
+    rule: Threshold | str,
+    points: dict[str, float],
+    comparisons: dict[str, Comparison] | None,
+    prefix: str = "test_",
 ) -> MetricRow:
-    name = rule.metric.removeprefix("test_")
+    name = _metric_of(rule).removeprefix(prefix)
     if name not in points:
         raise GateError(
-            f"threshold gate.{rule.metric}: the gate knows no metric {name!r}; "
-            f"use one of {', '.join('test_' + m for m in points)}"
+            f"threshold gate.{_metric_of(rule)}: the gate knows no metric {name!r}; "
+            f"use one of {', '.join(prefix + m for m in points)}"
         )
     c = comparisons[name] if comparisons else None
+    if isinstance(rule, str):
+        return _reported_row(rule, points[name], c)
     verdict = judge(rule, points[name], c.champion if c else None, c.interval if c else None)
     return MetricRow(
         metric=rule.metric,
@@ -187,7 +268,21 @@ def _metric_row(
     )
 
 
-def _candidate_summary(candidate: Candidate, n_test: int) -> CandidateSummary:
+def _reported_row(metric: str, value: float, c: Comparison | None) -> MetricRow:
+    """A recent-test metric no threshold names: its values beside the champion's, no verdict."""
+    return MetricRow(
+        metric=metric,
+        candidate=value,
+        champion=c.champion if c else None,
+        delta=c.delta if c else None,
+        interval=c.interval if c else None,
+        threshold="none (reported only)",
+        verdict=Verdict.REPORTED,
+        reason="no threshold names it: shown, not judged",
+    )
+
+
+def _candidate_summary(candidate: Candidate, n_test: int, n_recent_test: int) -> CandidateSummary:
     tags, params = candidate.tags, candidate.params
     return CandidateSummary(
         run_id=candidate.run_id,
@@ -204,6 +299,7 @@ def _candidate_summary(candidate: Candidate, n_test: int) -> CandidateSummary:
         test_digest=tags.get(TAG_TEST_DIGEST, ""),
         n_train=params.get(PARAM_N_BATTLES, ""),
         n_test=n_test,
+        n_recent_test=n_recent_test,
         params=params,
     )
 

@@ -17,6 +17,9 @@ from ci.search_filters import tag_filter
 from machine_learning.contract.gate_record import GateRecord, Verdict
 from machine_learning.contract.metric_names import MAIN_METRIC
 from machine_learning.contract.mlflow_names import (
+    PARAM_INFERENCE_LOG_BATTLES,
+    PARAM_INFERENCE_LOG_SHARE,
+    PARAM_INFERENCE_LOG_SINCE,
     TAG_BRANCH,
     TAG_DATASET_VERSION,
     TAG_GATE_VERDICT,
@@ -31,7 +34,12 @@ if TYPE_CHECKING:
 
 COMMENT_LIMIT = 65_536
 HISTORY_METRICS = ("test_f1", "test_accuracy", "test_roc_auc")
-ICONS = {Verdict.PASS: "✅ pass", Verdict.FAIL: "❌ fail", Verdict.NOISE: "〰️ within noise"}
+ICONS = {
+    Verdict.PASS: "✅ pass",
+    Verdict.FAIL: "❌ fail",
+    Verdict.NOISE: "〰️ within noise",
+    Verdict.REPORTED: "📋 reported",
+}
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "mlflow", "::1"}
 
 
@@ -114,9 +122,14 @@ def _assemble(gate: GateRecord, history: list[dict], details: bool, dropped_rows
 
 def headline(gate: GateRecord) -> str:
     candidate, champion = gate.candidate, gate.champion
+    recent = (
+        f" and {candidate.n_recent_test:,} recent battles held out of the inference log"
+        if candidate.n_recent_test
+        else ""
+    )
     against = (
         f"against champion v{champion.version} (re-scored on this run's "
-        f"{candidate.n_test:,} test battles)"
+        f"{candidate.n_test:,} test battles{recent})"
         if champion
         else "— no champion yet: judged against the thresholds only"
     )
@@ -153,6 +166,11 @@ def metrics_table(gate: GateRecord) -> str:
             ]
         )
     table = tabulate(rows, header, tablefmt="github", disable_numparse=True)
+    if any(row.verdict == Verdict.REPORTED for row in gate.metrics):
+        table += (
+            "\n\n`recent_test_*`: recent battles held out of the inference log, "
+            "reported beside the gate (judged only where a threshold names them)."
+        )
     failing = [
         f"- `{row.metric}`: {row.reason}" for row in gate.metrics if row.verdict == Verdict.FAIL
     ]
@@ -231,7 +249,7 @@ def details_section(gate: GateRecord) -> str:
     dataset = tabulate(
         [
             ["dataset version", candidate.dataset_version],
-            ["training battles", candidate.n_train],
+            ["training battles", _training_battles(candidate.n_train, candidate.params)],
             ["test battles", f"{candidate.n_test:,}"],
             ["dataset digest", f"`{candidate.dataset_digest}`"],
             ["test set digest", f"`{candidate.test_digest}`"],
@@ -251,6 +269,18 @@ def details_section(gate: GateRecord) -> str:
     links.append(f"- MLflow run id `{candidate.run_id}`")
     blocks.append(_collapsible("Links", "\n".join(links)))
     return "\n\n".join(blocks)
+
+
+def _training_battles(n_train: str, params: dict[str, str]) -> str:
+    """Simulated training battles, and the inference log's when the run read one."""
+    logged = params.get(PARAM_INFERENCE_LOG_BATTLES)
+    if logged is None:
+        return n_train
+    return (
+        f"{n_train} simulated + {logged} from the inference log (last "
+        f"{params.get(PARAM_INFERENCE_LOG_SINCE, '?')}, weighted to "
+        f"{params.get(PARAM_INFERENCE_LOG_SHARE, '?')} of the training weight)"
+    )
 
 
 def _collapsible(summary: str, body: str) -> str:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from machine_learning.contract.failures import BadInput
+from machine_learning.contract.metric_names import RECENT_TEST_PREFIX
 
 SERVER_URIS = ("models:/", "runs:/")  # model URIs that need the tracking server
 SUMMARY_METRICS = ("f1", "accuracy", "roc_auc", "log_loss")
@@ -52,6 +53,15 @@ def _summary(record: dict, output_dir: Path) -> None:
     rows.append(["baseline"] + [_score(baseline, f"baseline_test_{m}") for m in SUMMARY_METRICS])
     print(f"\ndataset {record['dataset_version']}, test battles:")
     print(tabulate(rows, ["model", *SUMMARY_METRICS], tablefmt="simple", disable_numparse=True))
+    recent = [
+        [name] + [_score(scores, f"{RECENT_TEST_PREFIX}{metric}") for metric in SUMMARY_METRICS]
+        for name, scores in comparison.items()
+        if f"{RECENT_TEST_PREFIX}f1" in scores
+    ]
+    if recent:
+        print("\nrecent battles held out of the inference log:")
+        header = ["model", *SUMMARY_METRICS]
+        print(tabulate(recent, header, tablefmt="simple", disable_numparse=True))
     plots = sorted(path.name for path in (output_dir / "plots").rglob("*.png"))
     print(
         f"\nfiles in {output_dir}/: metrics.json, run.json, model/ (MLflow format), "
