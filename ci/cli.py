@@ -313,6 +313,22 @@ def _workflow_step_parsers(add) -> None:
         "Needs GITHUB_TOKEN (deployments: write) and GITHUB_REPOSITORY.",
     )
     promotion.add_argument("--version", type=nonblank_name, required=True, help="the new champion")
+    dispatch = add(
+        "dispatch-retraining",
+        "dispatch train.yml with the inference log as training data (workflow step)",
+        "What monitor.yml does when the monitor says retrain: a workflow_dispatch of train.yml "
+        "on the default branch (action=train, with-inference-log=true, promote=true, and the "
+        "reason); the gate and verification then decide as for any other model. Needs "
+        "GITHUB_TOKEN (actions: write) and GITHUB_REPOSITORY.",
+        parents=(),
+    )
+    dispatch.add_argument(
+        "--reason", type=nonblank_name, required=True, help="why: shown as the run's input"
+    )
+    dispatch.add_argument("--workflow", type=nonblank_name, default="train.yml", help="its file")
+    dispatch.add_argument(
+        "--ref", type=nonblank_name, help="branch to train on (default: the default branch)"
+    )
     add(
         "predictor-up",
         "start the compose stack's predictor service (workflow step)",

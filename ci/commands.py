@@ -305,6 +305,37 @@ def run_record_promotion(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dispatch_retraining(args: argparse.Namespace) -> int:
+    """Ask train.yml for a training on the default branch, with the inference log as data."""
+    from ci.github import GitHubError
+
+    ref = args.ref or _default_branch(os.environ)
+    inputs = {
+        "action": "train",
+        "with-inference-log": "true",
+        "promote": "true",
+        "reason": args.reason,
+    }
+    try:
+        _github().dispatch_workflow(args.workflow, ref, inputs)
+    except GitHubError as error:
+        raise Refused(f"the retraining was not dispatched: {error}") from None
+    print(f"dispatched {args.workflow} on {ref}: {args.reason}")
+    return 0
+
+
+def _default_branch(env: Mapping[str, str]) -> str:
+    """The repository's default branch, from the event (a scheduled run is on it)."""
+    from machine_learning.contract.provenance import event_payload
+
+    branch = event_payload(env).default_branch
+    if not branch and env.get("GITHUB_EVENT_NAME") == "schedule":
+        branch = env.get("GITHUB_REF_NAME", "")
+    if not branch:
+        raise BadInput("the event names no default branch: pass --ref BRANCH")
+    return branch
+
+
 def run_server_mode(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
     from ci.server_mode import describe_mode, state_cache_keys
@@ -401,6 +432,7 @@ COMMANDS = {
     "predictor-up": run_predictor_up,
     "build-info": run_build_info,
     "record-promotion": run_record_promotion,
+    "dispatch-retraining": run_dispatch_retraining,
     "state": run_state,
     "comment": run_comment,
     "gate": run_gate,

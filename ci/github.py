@@ -172,6 +172,12 @@ class GitHubClient:
         path = f"/repos/{self.repository}/issues/comments/{comment_id}"
         return self.request("PATCH", path, {"body": body})[0]
 
+    def dispatch_workflow(self, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        """Start a ``workflow_dispatch`` run of ``workflow`` (its file name) on ``ref``. Not
+        retried: a dispatch that failed may have started a run all the same."""
+        path = f"/repos/{self.repository}/actions/workflows/{workflow}/dispatches"
+        self.request("POST", path, {"ref": ref, "inputs": inputs}, retry=False)
+
     def _retry_wait(self, status: int, headers: dict, attempt: int) -> float | None:
         """Seconds to wait before retrying a server error (5xx, or no answer: 599), or None when
         retrying cannot help. A malformed ``retry-after`` falls back to backoff."""

@@ -36,6 +36,8 @@ def _scope_of(path: str) -> set[str]:
     """The permission scopes that allow writing at ``path``."""
     if "/deployments" in path:
         return {"deployments"}
+    if "/actions/workflows/" in path:
+        return {"actions"}
     if "/issues/" in path:
         return {"issues", "pull-requests"}
     return {"contents"}
@@ -59,6 +61,10 @@ class FakeGitHub:
     pull_commits: dict[int, list[str]] = field(default_factory=dict)
     artifacts: dict[int, dict[str, bytes]] = field(default_factory=dict)  # run id -> name: zip
     deployments: list[dict] = field(default_factory=list)  # newest last
+    # Workflow dispatches received, oldest first ({"workflow", "ref", "inputs"}); checked, as
+    # GitHub does, against the dispatched workflow's declared inputs when workflows_dir is set.
+    dispatches: list[dict] = field(default_factory=list)
+    workflows_dir: Path | None = None
     # Where the upload-artifact stand-in leaves a run's zips (<run id>/<name>.zip), if anywhere.
     artifact_dir: Path | None = None
     requests: list[Recorded] = field(default_factory=list)
@@ -140,6 +146,7 @@ class FakeGitHub:
             ("GET", rf"/repos/{repo}/deployments()", self._list_deployments),
             ("POST", rf"/repos/{repo}/deployments()", self._create_deployment),
             ("POST", rf"/repos/{repo}/deployments/(\d+)/statuses", self._deployment_status),
+            ("POST", rf"/repos/{repo}/actions/workflows/([\w.-]+)/dispatches", self._dispatch),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -253,6 +260,19 @@ class FakeGitHub:
                 return 201, {}, {"state": body.get("state")}
         return 404, {}, {"message": "Not Found"}
 
+    def _dispatch(self, workflow, query, body):
+        """A workflow_dispatch: 204, or 404/422 for what GitHub refuses (an unknown workflow,
+        inputs the workflow does not declare, a choice outside its options)."""
+        if not isinstance(body, dict) or not isinstance(body.get("ref"), str):
+            return 422, {}, {"message": "Invalid request: ref is required"}
+        inputs = body.get("inputs") or {}
+        if self.workflows_dir is not None:
+            refusal = _dispatch_refusal(self.workflows_dir / workflow, inputs)
+            if refusal:
+                return refusal
+        self.dispatches.append({"workflow": workflow, "ref": body["ref"], "inputs": inputs})
+        return 204, {}, b""
+
     def run_artifacts(self, run_id: int) -> dict[str, bytes]:
         """A run's artifacts: given to this object, or uploaded by the stand-in action."""
         found = dict(self.artifacts.get(run_id, {}))
@@ -330,3 +350,35 @@ class FakeGitHub:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def _dispatch_refusal(workflow: Path, inputs: dict) -> tuple[int, dict, dict] | None:
+    """GitHub's answer to a dispatch its workflow would refuse, or None."""
+    import yaml
+
+    if not workflow.is_file():
+        return 404, {}, {"message": "Not Found"}
+    on = yaml.safe_load(workflow.read_text())[True]  # YAML 1.1 reads the key `on` as True
+    declared = (on.get("workflow_dispatch") or {}).get("inputs") or {}
+    unexpected = sorted(set(inputs) - set(declared))
+    if unexpected:
+        return 422, {}, {"message": f"Unexpected inputs provided: {unexpected}"}
+    for name, spec in declared.items():
+        value = inputs.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return 422, {}, {"message": f"Input {name}: expected a string"}
+        allowed = spec.get("options") or (
+            ["true", "false"] if spec.get("type") == "boolean" else None
+        )
+        if allowed and value not in allowed:
+            return (
+                422,
+                {},
+                {
+                    "message": f"Provided value '{value}' for input '{name}' not in the list "
+                    "of allowed values"
+                },
+            )
+    return None

@@ -114,3 +114,70 @@ def test_check_lineage_refuses_to_save_over_a_snapshot_another_run_saved(tmp_pat
     assert moved.returncode == 1
     (line,) = moved.stderr.strip().splitlines()
     assert "another run saved the MLflow state while this one ran (newest k-2" in line
+
+
+def _dispatch_env(github, tmp_path: Path, token: str, event: dict) -> dict[str, str]:
+    from tests.conftest import cli_env
+
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    return cli_env() | {
+        "GITHUB_TOKEN": token,
+        "GITHUB_REPOSITORY": github.repository,
+        "GITHUB_API_URL": github.url,
+        "GITHUB_EVENT_PATH": str(tmp_path / "event.json"),
+        "GITHUB_EVENT_NAME": "schedule",
+        "GITHUB_REF_NAME": "trunk",
+    }
+
+
+def test_a_retraining_is_dispatched_on_the_default_branch_with_inputs_train_yml_declares(
+    github, tmp_path
+):
+    """The loopback GitHub checks the inputs against train.yml as GitHub does (an input the
+    workflow does not declare, or a choice outside its options, is a 422)."""
+    from tests.conftest import REPO_ROOT, run_cli
+    from tests.github_server import scoped
+
+    github.workflows_dir = REPO_ROOT / ".github" / "workflows"
+    token = scoped(github.token, {"actions"})
+    args = ("dispatch-retraining", "--reason", "2 of 5 windows breached: diff_bst.psi 6.0")
+    done = run_cli(*args, cwd=tmp_path, module="ci", env=_dispatch_env(github, tmp_path, token, {}))
+    assert done.returncode == 0, done.stderr
+    assert "dispatched train.yml on trunk" in done.stdout  # a schedule runs on the default branch
+    (dispatch,) = github.dispatches
+    assert dispatch == {
+        "workflow": "train.yml",
+        "ref": "trunk",
+        "inputs": {
+            "action": "train",
+            "with-inference-log": "true",
+            "promote": "true",
+            "reason": "2 of 5 windows breached: diff_bst.psi 6.0",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("writes", "event", "code", "says"),
+    [
+        (set(), {}, 1, "the retraining was not dispatched: POST"),  # no actions: write
+        ({"actions"}, {"repository": {"default_branch": "main"}}, 1, "404"),  # no such workflow
+    ],
+)
+def test_a_dispatch_github_refuses_says_so(github, tmp_path, writes, event, code, says):
+    from tests.conftest import run_cli
+    from tests.github_server import scoped
+
+    github.workflows_dir = tmp_path  # holds no train.yml
+    env = _dispatch_env(github, tmp_path, scoped(github.token, writes), event)
+    done = run_cli("dispatch-retraining", "--reason", "r", cwd=tmp_path, module="ci", env=env)
+    assert done.returncode == code and says in done.stderr
+    assert github.dispatches == []
+
+
+def test_a_dispatch_without_a_default_branch_is_bad_input(github, tmp_path):
+    from tests.conftest import run_cli
+
+    env = _dispatch_env(github, tmp_path, github.token, {}) | {"GITHUB_EVENT_NAME": "push"}
+    done = run_cli("dispatch-retraining", "--reason", "r", cwd=tmp_path, module="ci", env=env)
+    assert done.returncode == 2 and "pass --ref BRANCH" in done.stderr

@@ -108,8 +108,9 @@ def test_least_privilege(path):
 
 
 def test_each_job_asks_only_for_what_its_steps_use():
-    train, comment, tests = (
-        load_workflow(GITHUB / "workflows" / f"{n}.yml") for n in ("train", "pr-comment", "tests")
+    train, comment, tests, monitor = (
+        load_workflow(GITHUB / "workflows" / f"{n}.yml")
+        for n in ("train", "pr-comment", "tests", "monitor")
     )
     assert {n: j["permissions"] for n, j in train["jobs"].items()} == {
         # actions: read finds the mlflow-state artifact; deployments: write records promotions
@@ -124,6 +125,10 @@ def test_each_job_asks_only_for_what_its_steps_use():
     assert "workflow_run.head_branch" in comment["concurrency"]["group"]
     assert comment["concurrency"]["cancel-in-progress"] is False
     assert tests["jobs"]["tests"]["permissions"] == {"contents": "read"}
+    assert {n: j["permissions"] for n, j in monitor["jobs"].items()} == {
+        "monitor": {"contents": "read"},
+        "retrain": {"contents": "read", "actions": "write"},  # dispatches train.yml, nothing else
+    }
 
 
 def test_train_triggers_and_typed_dispatch_inputs():
@@ -141,6 +146,8 @@ def test_train_triggers_and_typed_dispatch_inputs():
         "n-trials": "number",
         "promote": "boolean",
         "start-afresh": "boolean",
+        "with-inference-log": "boolean",
+        "reason": "string",
     }
     assert inputs["model"]["options"] == ["xgboost", "random_forest", "logistic_regression"]
     assert inputs["start-afresh"]["default"] is False
