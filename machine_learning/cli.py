@@ -17,6 +17,7 @@ from pathlib import Path
 from machine_learning.contract.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
+    http_url,
     int_in,
     nonblank_name,
     output_path,
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command",
         required=True,
-        metavar="{train,compare,predict,serve}",
+        metavar="{train,compare,predict,serve,traffic}",
         parser_class=OneLineErrorParser,
     )
     train = commands.add_parser(
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(compare)
     _use_parsers(commands)
+    _add_traffic(commands)
     return parser
 
 
@@ -352,6 +354,49 @@ def _without_port(host: str) -> str:
     if colon and (port == "*" or port.isdigit()) and (host.count(":") == 1 or name.endswith("]")):
         return name
     return host
+
+
+TRAFFIC_BATTLES = int_in(1, 10_000_000, "drawn and simulated in memory at once")
+
+
+def _add_traffic(commands) -> None:
+    """``traffic``: simulated battles asked of a running predictor, outcomes reported back."""
+    traffic = commands.add_parser(
+        "traffic",
+        help="ask a running predictor about simulated battles (and report who won)",
+        description="Draw battles as training draws them, ask the predictor about them "
+        "(POST /v1/predict, raw rows, 500 a request) and with --outcomes let the simulator "
+        "fight each one and post who won (POST /v1/outcomes, by the battle_id the predictor "
+        "gave): the inference log fills as it would in production. Prints one line: battles "
+        "asked, outcomes posted and what became of them.",
+        epilog=f"{EXIT_CODES}; 3 also when the predictor does not answer or fails",
+        formatter_class=DefaultsOnce,
+    )
+    traffic.add_argument(
+        "--predictor-url",
+        type=http_url,
+        required=True,
+        help="the predictor to ask, e.g. http://127.0.0.1:8000",
+    )
+    traffic.add_argument(
+        "--battles", type=TRAFFIC_BATTLES, default=1_000, help="battles to ask about"
+    )
+    traffic.add_argument(
+        "--scenario-type",
+        type=choice_of(Scenario),
+        metavar=_choices(Scenario),
+        default=Scenario.RANDOM,
+        help="how opponents are drawn, as for training (balanced: what a random-trained "
+        "champion has not seen much of)",
+    )
+    traffic.add_argument(
+        "--seed", type=SEED, default=1, help="seed of the battles and of their outcomes"
+    )
+    traffic.add_argument(
+        "--outcomes",
+        action="store_true",
+        help="simulate each battle and post who won (needs serve --inference-log)",
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

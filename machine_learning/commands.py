@@ -170,9 +170,19 @@ def _listen(host: str, port: int) -> socket.socket:
     return listening
 
 
+def run_traffic(args: argparse.Namespace) -> int:
+    """``traffic``: the battles asked, the outcomes posted, summed up in one line."""
+    from machine_learning.traffic import run_traffic as send
+
+    summary = send(args.predictor_url, args.battles, args.scenario_type, args.seed, args.outcomes)
+    print(summary.line(args.outcomes))
+    return 0
+
+
 COMMANDS = {
     "train": run_training,
     "compare": run_training,
     "predict": run_predict,
     "serve": run_serve,
+    "traffic": run_traffic,
 }
