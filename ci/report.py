@@ -278,8 +278,8 @@ def _training_battles(n_train: str, params: dict[str, str]) -> str:
         return n_train
     return (
         f"{n_train} simulated + {logged} from the inference log (last "
-        f"{params.get(PARAM_INFERENCE_LOG_SINCE, '?')}, weighted to "
-        f"{params.get(PARAM_INFERENCE_LOG_SHARE, '?')} of the training weight)"
+        f"{params.get(PARAM_INFERENCE_LOG_SINCE, '?')}, log share of the weight: "
+        f"{params.get(PARAM_INFERENCE_LOG_SHARE, '?')})"
     )
 
 

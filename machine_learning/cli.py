@@ -34,7 +34,7 @@ from machine_learning.contract.failures import (
 )
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, DatasetVersion
 from machine_learning.models import ModelName
-from machine_learning.recent_battles import DEFAULT_LOG_SHARE, RECENT_TEST_SHARE
+from machine_learning.recent_battles import RECENT_TEST_SHARE
 from machine_learning.serving.batch import CHUNK_ROWS
 from machine_learning.serving.predict import DEFAULT_MODEL_URI
 from machine_learning.simulator import Scenario
@@ -195,9 +195,9 @@ def _add_inference_log_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-share",
         type=LOG_SHARE,
-        default=DEFAULT_LOG_SHARE,
         help="with --with-inference-log: the share of the training weight the logged battles "
-        "carry (each weighs at least as much as a simulated battle)",
+        "carry (default: none, each logged battle weighs as a simulated one; weighting the "
+        "log up measured no better, see README, Benchmarks)",
     )
 
 

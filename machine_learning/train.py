@@ -39,7 +39,7 @@ from machine_learning.contract.records import write_json_atomic
 from machine_learning.contract.run_record import LOGGED, NOT_LOGGED, TRACKING_FAILED, RunRecord
 from machine_learning.datasets import DEFAULT_TEST_BATTLES, LABEL, DatasetVersion
 from machine_learning.models import ModelName
-from machine_learning.recent_battles import DEFAULT_LOG_SHARE, DEFAULT_SINCE
+from machine_learning.recent_battles import DEFAULT_SINCE
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
@@ -65,10 +65,10 @@ class TrainConfig:
     experiment: str | None = None
     output_dir: Path = field(default=Path("outputs"))
     # --with-inference-log: the log's URL (never logged as is: it may hold a password), the
-    # window read, the share of the training weight its battles carry.
+    # window read, the share of the training weight its battles carry (None: each weighs 1).
     inference_log: str | None = None
     since: timedelta = DEFAULT_SINCE
-    log_share: float = DEFAULT_LOG_SHARE
+    log_share: float | None = None
 
     def params(self) -> dict[str, Any]:
         """The options as run parameters; the inference log's are data_params' (they need
@@ -86,7 +86,9 @@ class TrainConfig:
             PARAM_INFERENCE_LOG_SINCE: describe_window(self.since),
             PARAM_INFERENCE_LOG_BATTLES: str(data.logged),
             PARAM_INFERENCE_LOG_TEST_BATTLES: str(held_out),
-            PARAM_INFERENCE_LOG_SHARE: str(self.log_share),
+            PARAM_INFERENCE_LOG_SHARE: "unweighted"
+            if self.log_share is None
+            else str(self.log_share),
         }
 
 
@@ -144,10 +146,14 @@ def read_log(config: TrainConfig):
         )
     else:
         kept = "" if recent.scored else " (too few, or one outcome only: not scored)"
+        weighted = (
+            "each weighing as a simulated battle"
+            if config.log_share is None
+            else f"weighted to {config.log_share:.0%} of the training weight"
+        )
         print(
-            f"  {len(recent.train):,} logged battles added to training (weighted to "
-            f"{config.log_share:.0%} of it), {len(recent.test):,} held out as the recent "
-            f"test set{kept}",
+            f"  {len(recent.train):,} logged battles added to training ({weighted}), "
+            f"{len(recent.test):,} held out as the recent test set{kept}",
             file=sys.stderr,
         )
     return recent
