@@ -69,7 +69,8 @@ def main() -> None:
         url = f"sqlite:///{folder / f'log-{n_log}.db'}"
         create_log(url)
         traffic = battles(n_log, Scenario.BALANCED, LOG_SEED)
-        log_battles(url, traffic, p_a_wins=win_probability(champion, traffic))
+        request = f"{LOG_SEED:016x}{n_log:016x}"  # fixed ids: the same split every run
+        log_battles(url, traffic, p_a_wins=win_probability(champion, traffic), request=request)
         for share in SHARES:
             config = replace(base, inference_log=url, log_share=share)
             data = load_data(config)

@@ -32,15 +32,17 @@ def log_battles(
     logged_at: datetime | None = None,
     model_version: str = "1",
     outcomes: bool = True,
+    request: str | None = None,
 ) -> list[str]:
-    """One ``battles`` row per row of ``table`` (raw columns and ``a_wins``), in one request,
-    and with ``outcomes`` its outcome (the table's label); returns the battle ids."""
+    """One ``battles`` row per row of ``table`` (raw columns and ``a_wins``), in one request
+    (``request``: its 32 hex digits, drawn when not given), and with ``outcomes`` its outcome
+    (the table's label); returns the battle ids."""
     from sqlalchemy import create_engine, insert
 
     from machine_learning.contract.inference_log import battles
     from machine_learning.contract.inference_log import outcomes as outcomes_table
 
-    request = uuid.uuid4().hex
+    request = request or uuid.uuid4().hex
     ids = [f"{request}-{index}" for index in range(len(table))]
     when = logged_at or datetime.now(UTC)
     probabilities = np.full(len(table), 0.5) if p_a_wins is None else np.asarray(p_a_wins)
