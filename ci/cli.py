@@ -34,6 +34,7 @@ HISTORY = int_in(0, 200, "a PR comment has room for about 200 rows")
 CANARY = int_in(200, 100_000, "every metric needs both outcomes; more takes minutes")
 SERVED_TIMEOUT = seconds_in(1, 3_600, "a job's own timeout is the longer bound")
 MUTATING = "changes the registry: never falls back to the embedded store"
+THRESHOLD_FAMILIES = ("gate", "monitor")  # ci.thresholds_command.FAMILIES; not imported: light
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,46 +155,68 @@ def build_parser() -> argparse.ArgumentParser:
 def _thresholds_parser(add, tracked: argparse.ArgumentParser) -> None:
     thresholds = add(
         "thresholds",
-        "show, set or sync the gate thresholds in MLflow",
-        "Gate thresholds live in MLflow as registered-model tags gate.<metric>; "
-        "ci/thresholds.toml only seeds them. set and sync change the registry: they never fall "
-        "back to the embedded store.",
+        "show, set or sync the gate's or the monitor's thresholds in MLflow",
+        "Thresholds live in MLflow as registered-model tags: the gate's gate.<metric> "
+        "(seeded from ci/thresholds.toml), the monitor's monitor.<metric> (seeded from "
+        "ci/monitor_thresholds.toml). Each action handles one family (--for). set and sync "
+        "change the registry: they never fall back to the embedded store.",
         parents=(),
     )
     actions = thresholds.add_subparsers(
         dest="action", required=True, parser_class=OneLineErrorParser
     )
+    family = argparse.ArgumentParser(add_help=False)
+    family.add_argument(
+        "--for",
+        dest="family",
+        choices=THRESHOLD_FAMILIES,
+        help="whose thresholds: the gate's (gate.*) or the monitor's (monitor.*); default: "
+        "gate, except for set, where it is the family the metric belongs to",
+    )
     actions.add_parser(
         "show",
-        help="list them (or what the first gate would seed)",
-        parents=[tracked],
+        help="list them (or what the first gate or monitoring pass would seed)",
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
     sync = actions.add_parser(
         "sync",
-        help="make the tags equal to a TOML file (stale ones removed)",
-        parents=[tracked],
+        help="make the family's tags equal to a TOML file (its stale ones removed)",
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
-    sync.add_argument("--file", type=Path, help="TOML file (default: ci/thresholds.toml)")
+    sync.add_argument(
+        "--file",
+        type=Path,
+        help="TOML file (default: ci/thresholds.toml, or ci/monitor_thresholds.toml with "
+        "--for monitor)",
+    )
     one = actions.add_parser(
         "set",
         help="change one metric's threshold; fields not given keep their value",
-        parents=[tracked],
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
-    one.add_argument("metric", help="a metric the gate computes, e.g. test_f1")
-    one.add_argument("--threshold", help="the floor (ceiling when lower is better), or 'none'")
+    one.add_argument(
+        "metric",
+        help="a metric the gate computes (test_f1) or the monitor does (diff_bst.psi, accuracy)",
+    )
+    one.add_argument(
+        "--threshold",
+        help="the floor (ceiling when lower is better), or 'none' (gate only: no floor)",
+    )
     one.add_argument(
         "--direction",
         choices=["higher", "lower"],
-        help="which way the metric improves (default: the metric's own; log loss: lower)",
+        help="which way the metric improves (default: the metric's own; log loss: lower; the "
+        "monitor accepts only the metric's own)",
     )
     for kind, what in (("absolute", "in metric units"), ("relative", "as a fraction")):
         one.add_argument(
             f"--tolerance-{kind}",
             type=float,
-            help=f"tolerated regression vs the champion, {what} (default: unchanged, else 0)",
+            help=f"gate only: tolerated regression vs the champion, {what} (default: "
+            "unchanged, else 0)",
         )
 
 

@@ -104,17 +104,18 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_thresholds(args: argparse.Namespace) -> int:
-    from ci.thresholds import SEED_FILE, from_seed_file
-    from ci.thresholds_command import requested_changes, show, sync, update
+    from ci.thresholds_command import family_of, requested_changes, show, sync, update
 
+    family = family_of(args)
     if args.action == "show":
-        lines = show(_client(args, mutating=False), args.model_name)
+        lines = show(_client(args, mutating=False), args.model_name, family)
     elif args.action == "sync":
-        rules = from_seed_file(args.file or SEED_FILE)
-        lines = sync(_client(args, mutating=True), args.model_name, rules)
+        rules = list(family.from_seed_file(args.file or family.seed_file))
+        lines = sync(_client(args, mutating=True), args.model_name, rules, family)
     else:
-        changes = requested_changes(args)
-        lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
+        changes = requested_changes(args, family)
+        client = _client(args, mutating=True)
+        lines = update(client, args.model_name, args.metric, changes, family)
     print("\n".join(lines))
     return 0
 

@@ -223,9 +223,7 @@ def test_training_writes_the_profile_of_its_own_battles_and_test_predictions(tmp
     written = ReferenceProfile.read(trained.profile)
     assert written.dataset_version == "v2"
     assert {f.n for f in written.features} == {1_200}
-    expected = build_profile(
-        data.train, win_probability(trained.pipeline, data.test), "v2", seed=5
-    )
+    expected = build_profile(data.train, win_probability(trained.pipeline, data.test), "v2", seed=5)
     assert written == expected
     text = trained.profile.read_text(encoding="utf-8")
     assert len(text) < MAX_PROFILE_BYTES
