@@ -120,6 +120,58 @@ def run_thresholds(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_monitor(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ci.monitor import PassRules, describe, monitoring_pass
+    from ci.monitor_log import InferenceLog
+    from ci.monitor_profiles import ReferenceProfiles
+    from ci.monitor_summary import render
+    from ci.monitor_thresholds import MONITOR
+    from ci.monitor_tracking import log_pass
+    from ci.registry import load_thresholds
+    from machine_learning.contract.mlflow_names import monitoring_experiment
+
+    if not args.inference_log:
+        raise BadInput("name the inference log: --inference-log URL, or set $INFERENCE_LOG_URL")
+    if args.min_breaches > args.windows:
+        raise BadInput(
+            f"--min-breaches {args.min_breaches} is more than --windows {args.windows}: "
+            "K breaching windows must be among the last N"
+        )
+    rules = PassRules(args.window, args.windows, args.min_breaches, args.min_rows)
+    with InferenceLog(args.inference_log) as log:
+        client = _client(args, mutating=False)
+        _require_registered_model(client, args.model_name)
+        thresholds, source = load_thresholds(client, args.model_name, MONITOR)
+        profiles = ReferenceProfiles(client, args.model_name)
+        record = monitoring_pass(log, profiles, thresholds, rules, datetime.now(UTC), source)
+    record.write(args.output)  # first: the decision is on disk whatever happens next
+    summary = render(record)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    print("\n".join(describe(record)))
+    print(f"monitor.json written to {args.output}")
+    record_text = args.output.read_text(encoding="utf-8")
+    run_id = log_pass(client, record, record_text, summary)
+    print(f"MLflow run {run_id} in {monitoring_experiment(args.model_name)}")
+    return record.exit_code
+
+
+def _require_registered_model(client: MlflowClient, name: str) -> None:
+    """The monitor judges a registered model's versions; it never creates one (a misspelt
+    --model-name would otherwise make a model and report its log as unknown versions)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise BadInput(f"{name} is not a registered model: nothing to monitor") from None
+        raise
+
+
 def run_promote(args: argparse.Namespace) -> int:
     from ci.github import append_github_file
     from ci.promote import PromotionRefused, check_promotable, promote
@@ -410,6 +462,7 @@ COMMANDS = {
     "promote": run_promote,
     "rollback": run_rollback,
     "verify": run_verify,
+    "monitor": run_monitor,
 }
 
 
