@@ -207,7 +207,7 @@ def test_the_summary_has_a_row_per_window_and_version_and_the_decision(drifting)
     assert "| — | 0 | — | — | — | ⚪ not enough data |" in text
     assert f"| {escape('(no version)')} | 7 |" in text
     assert "<img" not in text and "\n::error" not in text
-    assert "- v&lt;img src=x onerror=alert\\(1\\)&gt;" in text
+    assert "- v&lt;img src\\=x onerror\\=alert\\(1\\)&gt;\\|" in text
 
 
 def test_the_summary_charts_live_accuracy_per_window_against_its_floor(drifting):
