@@ -119,7 +119,7 @@ def _measured_row(window: WindowRecord, entry: VersionWindow, min_rows: int) -> 
     if judgement.breaches:
         status += ": " + "; ".join(escape(b.describe()) for b in judgement.breaches)
     elif judgement.status is WindowStatus.NOT_ENOUGH_DATA:
-        status += f" (< {min_rows:,} battles)"
+        status += f" (fewer than {min_rows:,} battles)"
     return [
         escape(version_label(measured.version)),
         rows,
@@ -150,7 +150,7 @@ def pooled_accuracy(window: WindowRecord) -> float | None:
 
 def accuracy_chart(record: MonitorRecord) -> list[str]:
     """A Mermaid line chart of live accuracy per window with outcomes, and its floor."""
-    points = [(window_label(w), pooled_accuracy(w)) for w in record.windows]
+    points = [(_short(w.end), pooled_accuracy(w)) for w in record.windows]
     points = [(label, value) for label, value in points if value is not None]
     if not points:
         return ["_No battle has an outcome yet: no live accuracy to chart._", ""]
@@ -160,9 +160,9 @@ def accuracy_chart(record: MonitorRecord) -> list[str]:
     lines = [
         "```mermaid",
         "xychart-beta",
-        '    title "Live accuracy per window (line: the monitor.accuracy floor)"'
+        '    title "Live accuracy per window, by its end (UTC); flat line: the floor"'
         if floor is not None
-        else '    title "Live accuracy per window"',
+        else '    title "Live accuracy per window, by its end (UTC)"',
         f"    x-axis [{', '.join(_quoted(label) for label, _ in points)}]",
         f'    y-axis "accuracy" {max(low - 0.1, 0.0):.1f} --> 1',
         f"    line [{', '.join(f'{v:.4f}' for v in values)}]",
