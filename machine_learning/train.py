@@ -34,6 +34,7 @@ from machine_learning.models import ModelName
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
+    import numpy as np
     from sklearn.pipeline import Pipeline
 
     from machine_learning.datasets import BattleData
@@ -72,6 +73,7 @@ class TrainedModel:
     pipeline: Pipeline
     metrics: dict[str, float]
     hyperparams: dict[str, Any]
+    profile: Path  # profile.json: what the monitor compares this version's live battles with
     plots: list[Path] = field(default_factory=list)
 
 
@@ -95,7 +97,8 @@ def load_data(config: TrainConfig) -> BattleData:
 
 
 def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path) -> TrainedModel:
-    """Fit one model (with a randomised search when ``tune``), evaluate it, write its plots."""
+    """Fit one model (with a randomised search when ``tune``), evaluate it, write its plots and
+    its reference profile (what ``ci monitor`` compares this version's live battles with)."""
     from machine_learning.evaluate import evaluate, win_probability
     from machine_learning.models import build_pipeline, feature_importance, model_params
     from machine_learning.plots import write_plots
@@ -109,13 +112,27 @@ def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path
             pipeline.fit(x, y)
     with step("evaluating on the held-out test battles"):
         metrics = evaluate(pipeline, data.train, data.test)
+        test_probabilities = win_probability(pipeline, data.test)
         plots = write_plots(
-            data.test[LABEL].to_numpy(),
-            win_probability(pipeline, data.test),
-            feature_importance(pipeline),
-            plots_dir,
+            data.test[LABEL].to_numpy(), test_probabilities, feature_importance(pipeline), plots_dir
         )
-    return TrainedModel(model, pipeline, metrics, model_params(pipeline), plots)
+        profile = write_profile(config, data, test_probabilities, plots_dir)
+    return TrainedModel(model, pipeline, metrics, model_params(pipeline), profile, plots)
+
+
+def write_profile(
+    config: TrainConfig, data: BattleData, test_probabilities: np.ndarray, out_dir: Path
+) -> Path:
+    """profile.json beside the plots: bins, shares and a small sample per feature of the
+    training battles, and of the predicted probability on the test battles; never raw rows."""
+    from machine_learning.monitoring.profile import PROFILE_FILE, build_profile
+
+    profile = build_profile(
+        data.train, test_probabilities, config.dataset_version, seed=config.seed
+    )
+    path = out_dir / PROFILE_FILE
+    profile.write(path)
+    return path
 
 
 def _tune(pipeline: Pipeline, model: ModelName, config: TrainConfig, x, y) -> Pipeline:
@@ -271,7 +288,7 @@ def log_one(
         params=config.params() | {"model": str(trained.model)} | trained.hyperparams,
         metrics=trained.metrics,
         tags=run_tags(config, data, trained.model),
-        artifacts=[*trained.plots, config.output_dir / "metrics.json"],
+        artifacts=[*trained.plots, trained.profile, config.output_dir / "metrics.json"],
         parent_run_id=parent_run_id,
     )
 
