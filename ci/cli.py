@@ -194,6 +194,12 @@ def _monitor_parser(add) -> None:
         "hold a password)",
     )
     monitor.add_argument(
+        "--dashboard",
+        type=output_path,
+        help="also write the pass as an HTML page: live accuracy per version with promotions "
+        "and rollbacks marked, traffic per version, drift per feature (self-contained)",
+    )
+    monitor.add_argument(
         "--window",
         type=WINDOW,
         default="1d",
@@ -418,7 +424,7 @@ def _workflow_step_parsers(add) -> None:
     )
     dispatch.add_argument("--workflow", type=nonblank_name, default="train.yml", help="its file")
     dispatch.add_argument(
-        "--ref", type=nonblank_name, help="branch to train on (default: the default branch)"
+        "--ref", type=nonblank_name, help="branch to train on (default: the repository's main one)"
     )
     add(
         "predictor-up",

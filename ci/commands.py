@@ -16,12 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from machine_learning.contract.arguments import NAME_LIMIT
 from machine_learning.contract.failures import EXIT_FAILED, BadInput, Refused, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from ci.github import GitHubClient
+    from ci.monitor_log import InferenceLog
+    from ci.monitor_record import MonitorRecord
 
 
 def run_comment(args: argparse.Namespace) -> int:
@@ -146,7 +149,10 @@ def run_monitor(args: argparse.Namespace) -> int:
         thresholds, source = load_thresholds(client, args.model_name, MONITOR)
         profiles = ReferenceProfiles(client, args.model_name)
         record = monitoring_pass(log, profiles, thresholds, rules, datetime.now(UTC), source)
-    record.write(args.output)  # first: the decision is on disk whatever happens next
+        record.write(args.output)  # first: the decision is on disk whatever happens next
+        _workflow_outputs(record)
+        if args.dashboard:
+            _write_dashboard(log, record, args.dashboard)
     summary = render(record)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
@@ -157,6 +163,28 @@ def run_monitor(args: argparse.Namespace) -> int:
     run_id = log_pass(client, record, record_text, summary)
     print(f"MLflow run {run_id} in {monitoring_experiment(args.model_name)}")
     return record.exit_code
+
+
+def _workflow_outputs(record: MonitorRecord) -> None:
+    """``retrain=true|false`` and the reason, for monitor.yml's retrain job (Actions only)."""
+    from ci.github import append_github_file
+
+    if os.environ.get("GITHUB_OUTPUT"):
+        reason = " ".join(record.decision.reason.split())[:NAME_LIMIT]  # one line, a dispatch input
+        retrain = str(record.decision.retrain).lower()
+        append_github_file("GITHUB_OUTPUT", f"retrain={retrain}", os.environ)
+        append_github_file("GITHUB_OUTPUT", f"reason={reason}", os.environ)
+
+
+def _write_dashboard(log: InferenceLog, record: MonitorRecord, path: Path) -> None:
+    from datetime import datetime
+
+    from ci import monitor_dashboard
+
+    start = datetime.fromisoformat(record.windows[0].start)
+    end = datetime.fromisoformat(record.windows[-1].end)
+    changes = monitor_dashboard.served_changes(log, start, end)
+    print(f"dashboard written to {monitor_dashboard.write(path, record, changes)}")
 
 
 def _require_registered_model(client: MlflowClient, name: str) -> None:

@@ -24,8 +24,7 @@ from ci.monitor_decision import WindowStatus
 from machine_learning.monitoring.names import drift_metric
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
+    from ci.monitor_log import InferenceLog
     from ci.monitor_record import MonitorRecord
 
 SVG_METADATA = ("Creator", "Date", "Format", "Type")  # left out: the page is the same each pass
@@ -58,28 +57,10 @@ class ServedChange:
         return f"{verb} v{self.version}" if self.is_rollback else f"v{self.version} {verb}"
 
 
-def served_changes(engine: Engine, since: datetime, until: datetime) -> list[ServedChange]:
-    """When the answering version changed in ``[since, until)``, from the inference log: the
-    database finds the change points (LAG over time), so only those cross the wire."""
-    from sqlalchemy import func, select
-
-    from machine_learning.contract.inference_log import battles
-
-    ordered = select(
-        battles.c.logged_at,
-        battles.c.model_version,
-        func.lag(battles.c.model_version).over(order_by=battles.c.logged_at).label("previous"),
-    ).where(battles.c.logged_at >= since, battles.c.logged_at < until)
-    inner = ordered.subquery()
-    changes = (
-        select(inner.c.logged_at, inner.c.model_version, inner.c.previous)
-        .where(inner.c.previous.is_not(None), inner.c.previous != inner.c.model_version)
-        .order_by(inner.c.logged_at)
-        .limit(MAX_CHANGES)
-    )
-    with engine.connect() as connection:
-        rows = connection.execute(changes).all()
-    return settled([ServedChange(_utc(at), str(new), str(old)) for at, new, old in rows])
+def served_changes(log: InferenceLog, start: datetime, end: datetime) -> list[ServedChange]:
+    """When the answering version changed in ``[start, end)``, one change per swap."""
+    changes = log.version_changes(start, end, MAX_CHANGES)
+    return settled([ServedChange(at, new, old) for at, new, old in changes])
 
 
 def settled(changes: list[ServedChange]) -> list[ServedChange]:
@@ -269,12 +250,3 @@ def _mathtext_safe(text: str) -> str:
 
 def _text(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _utc(moment: datetime | str) -> datetime:
-    """SQLite hands a time back as a naive value or a string; PostgreSQL as aware UTC."""
-    from datetime import UTC
-
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -135,6 +135,29 @@ class InferenceLog:
         a_wins = table.pop("a_wins").astype(float).to_numpy()
         return VersionRows(table, p_a_wins, a_wins)
 
+    def version_changes(
+        self, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[datetime, str, str]]:
+        """(when, version, previous) each time the answering version changed in ``[start,
+        end)``, oldest first, at most ``limit``: the database finds the change points (LAG over
+        time), so only those cross the wire."""
+        from sqlalchemy import func, select
+
+        previous = func.lag(battles.c.model_version).over(order_by=battles.c.logged_at)
+        ordered = (
+            select(battles.c.logged_at, battles.c.model_version, previous.label("previous"))
+            .where(*_in_window(start, end))
+            .subquery()
+        )
+        query = (
+            select(ordered.c.logged_at, ordered.c.model_version, ordered.c.previous)
+            .where(ordered.c.previous.is_not(None), ordered.c.previous != ordered.c.model_version)
+            .order_by(ordered.c.logged_at)
+            .limit(limit)
+        )
+        with self._failures("reading when versions changed"), self._engine.connect() as db:
+            return [(_utc(at), str(new), str(old)) for at, new, old in db.execute(query)]
+
     @contextmanager
     def _failures(self, doing: str) -> Iterator[None]:
         """The database's errors as InferenceLogFailed (exit 3), the password never shown."""
@@ -149,6 +172,15 @@ class InferenceLog:
             raise InferenceLogFailed(
                 f"the inference log {self.shown} failed while {doing}: {reason}"
             ) from None
+
+
+def _utc(moment: datetime | str) -> datetime:
+    """SQLite hands a time back naive (or as text); it was written in UTC."""
+    from datetime import UTC
+
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _in_window(start: datetime, end: datetime) -> tuple:

@@ -177,8 +177,22 @@ def test_balanced_traffic_breaches_and_retrains_after_k_windows(
     assert "1 of the last 5 windows breach, fewer than 2" in record["decision"]["reason"]
 
     fill(postgres_log, served, 1, 600, BALANCED, seed=1)  # the day before drifts too
-    done, record = monitor(stack, tmp_path, postgres_log, served, GITHUB_STEP_SUMMARY=str(summary))
+    outputs, page = tmp_path / "outputs.txt", tmp_path / "dashboard.html"
+    done, record = monitor(
+        stack,
+        tmp_path,
+        postgres_log,
+        served,
+        *("--dashboard", str(page)),
+        GITHUB_STEP_SUMMARY=str(summary),
+        GITHUB_OUTPUT=str(outputs),
+    )
     assert done.returncode == 1, done.stderr
+    retrain, reason = outputs.read_text().splitlines()  # what monitor.yml's retrain job reads
+    assert (
+        retrain == "retrain=true" and reason.startswith("reason=") and "2 of the last 5" in reason
+    )
+    assert page.read_text().count("<svg") == 3 and "Retrain</strong>" in page.read_text()
     assert statuses(record) == ["healthy"] * 3 + ["breach"] * 2
     assert record["decision"]["retrain"] is True
     breaches = record["windows"][-1]["versions"][0]["judgement"]["breaches"]

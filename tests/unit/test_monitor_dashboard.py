@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ci.monitor_dashboard import ServedChange, served_changes, settled, write
+from ci.monitor_log import InferenceLog
 from ci.monitor_record import MeasuredWindow, build_record
 from ci.monitor_thresholds import MonitorThreshold
 from machine_learning.contract.inference_log import battles, metadata
@@ -55,12 +56,14 @@ def test_promotions_and_rollbacks_come_from_the_log_and_a_swap_counts_once(tmp_p
     )
     with engine.begin() as connection:
         connection.execute(battles.insert(), [_row(at, v, i) for i, (at, v) in enumerate(served)])
-    changes = served_changes(engine, T0, T0 + timedelta(hours=1))
+    with InferenceLog(f"sqlite:///{tmp_path / 'log.db'}") as log:
+        changes = served_changes(log, T0, T0 + timedelta(hours=1))
+        later = served_changes(log, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
     assert [(c.at, c.version, c.previous, c.label()) for c in changes] == [
         (T0 + timedelta(minutes=10), "2", "1", "v2 promoted"),
         (T0 + timedelta(minutes=30), "1", "2", "rolled back to v1"),
     ]
-    assert served_changes(engine, T0 + timedelta(hours=1), T0 + timedelta(hours=2)) == []
+    assert later == []
 
 
 def test_a_swap_that_ends_elsewhere_is_one_change_from_where_it_began():
