@@ -13,6 +13,7 @@ from pathlib import Path
 from machine_learning.contract.arguments import (
     DefaultsOnce,
     OneLineErrorParser,
+    duration_in,
     http_url,
     int_in,
     nonblank_name,
@@ -34,6 +35,18 @@ HISTORY = int_in(0, 200, "a PR comment has room for about 200 rows")
 CANARY = int_in(200, 100_000, "every metric needs both outcomes; more takes minutes")
 SERVED_TIMEOUT = seconds_in(1, 3_600, "a job's own timeout is the longer bound")
 MUTATING = "changes the registry: never falls back to the embedded store"
+THRESHOLD_FAMILIES = ("gate", "monitor")  # ci.thresholds_command.FAMILIES; not imported: light
+# The monitor's defaults, as ci.monitor_decision and machine_learning.contract.inference_log
+# define them (not imported, so --help stays light; a unit test holds them equal).
+INFERENCE_LOG_VARIABLE = "INFERENCE_LOG_URL"
+MONITOR_MIN_ROWS, MONITOR_MAX_MIN_ROWS, MONITOR_MAX_WINDOWS = 200, 1_000, 365
+WINDOW = duration_in(60, 366 * 86_400, "from a minute to a year")
+WINDOWS = int_in(1, MONITOR_MAX_WINDOWS, "a year of daily windows")
+MONITOR_EXIT_CODES = (
+    "exit codes: 0 no retraining needed; 1 retraining needed (or an unexpected error); 2 bad "
+    "input (arguments, URL, a log without the tables); 3 the tracking server or the inference "
+    "log's database unreachable or failing"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,54 +159,138 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--canary-battles", type=CANARY, default=2000, help="fresh battles to score"
     )
+    _monitor_parser(add)
     _state_parser(add)
     _workflow_step_parsers(add)
     return parser
 
 
+def _monitor_parser(add) -> None:
+    monitor = add(
+        "monitor",
+        "judge the served versions' live battles against their training; exit 1 to retrain",
+        "Reads the inference log (what the predictor answered, and the outcomes posted since) "
+        "over the last --windows windows of --window each, the last ending now. For each window "
+        "and each version that served in it: its battles, the drift (PSI and a KS or "
+        "chi-square test) of every feature in the version's reference profile (profile.json "
+        "of its training run) and of the predicted probability, and on the battles with an "
+        "outcome accuracy, f1, log loss and calibration error. A version's window breaches when "
+        "a monitor.<metric> threshold of the registered model is crossed (seeded from "
+        "ci/monitor_thresholds.toml the first time there are none; see ci thresholds --for "
+        "monitor); it has not enough data under --min-rows battles (or outcomes, for quality), "
+        "which is never a breach; a window breaches when any version in it does. Decision: "
+        "retrain when at least --min-breaches of the last --windows windows breach and the "
+        "latest does. Battles of a version the registry does not know, or whose run has no "
+        "profile, are counted and reported, never judged. Writes --output (before exiting), "
+        "appends a table and a chart to $GITHUB_STEP_SUMMARY when set, and logs the pass as "
+        "a run of the experiment <model-name>-monitoring.",
+    )
+    monitor.epilog = MONITOR_EXIT_CODES
+    monitor.add_argument(
+        "--inference-log",
+        default=os.environ.get(INFERENCE_LOG_VARIABLE) or None,
+        help="the log's SQLAlchemy URL, postgresql://user:password@host/db or "
+        f"sqlite:///path/to/log.db (default: ${INFERENCE_LOG_VARIABLE}; never shown, it may "
+        "hold a password)",
+    )
+    monitor.add_argument(
+        "--dashboard",
+        type=output_path,
+        help="also write the pass as an HTML page: live accuracy per version with promotions "
+        "and rollbacks marked, traffic per version, drift per feature (self-contained)",
+    )
+    monitor.add_argument(
+        "--window",
+        type=WINDOW,
+        default="1d",
+        help="length of a window: a whole number and a unit, m, h, d or w (30m, 6h, 1d, 1w) "
+        "(default: 1d)",
+    )
+    monitor.add_argument(
+        "--windows", type=WINDOWS, default=5, help="N: how many windows, the last ending now"
+    )
+    monitor.add_argument(
+        "--min-breaches",
+        type=WINDOWS,
+        default=2,
+        help="K: breaching windows among the last N that call for retraining (at most N)",
+    )
+    monitor.add_argument(
+        "--min-rows",
+        type=int_in(1, MONITOR_MAX_MIN_ROWS, "fewer make noise a breach"),
+        default=MONITOR_MIN_ROWS,
+        help="battles a version needs in a window to be judged",
+    )
+    monitor.add_argument(
+        "--output", type=output_path, default=OUTPUTS / "monitor.json", help="the pass's record"
+    )
+
+
 def _thresholds_parser(add, tracked: argparse.ArgumentParser) -> None:
     thresholds = add(
         "thresholds",
-        "show, set or sync the gate thresholds in MLflow",
-        "Gate thresholds live in MLflow as registered-model tags gate.<metric>; "
-        "ci/thresholds.toml only seeds them. set and sync change the registry: they never fall "
-        "back to the embedded store.",
+        "show, set or sync the gate's or the monitor's thresholds in MLflow",
+        "Thresholds live in MLflow as registered-model tags: the gate's gate.<metric> "
+        "(seeded from ci/thresholds.toml), the monitor's monitor.<metric> (seeded from "
+        "ci/monitor_thresholds.toml). Each action handles one family (--for). set and sync "
+        "change the registry: they never fall back to the embedded store.",
         parents=(),
     )
     actions = thresholds.add_subparsers(
         dest="action", required=True, parser_class=OneLineErrorParser
     )
+    family = argparse.ArgumentParser(add_help=False)
+    family.add_argument(
+        "--for",
+        dest="family",
+        choices=THRESHOLD_FAMILIES,
+        help="whose thresholds: the gate's (gate.*) or the monitor's (monitor.*); default: "
+        "gate, except for set, where it is the family the metric belongs to",
+    )
     actions.add_parser(
         "show",
-        help="list them (or what the first gate would seed)",
-        parents=[tracked],
+        help="list them (or what the first gate or monitoring pass would seed)",
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
     sync = actions.add_parser(
         "sync",
-        help="make the tags equal to a TOML file (stale ones removed)",
-        parents=[tracked],
+        help="make the family's tags equal to a TOML file (its stale ones removed)",
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
-    sync.add_argument("--file", type=Path, help="TOML file (default: ci/thresholds.toml)")
+    sync.add_argument(
+        "--file",
+        type=Path,
+        help="TOML file (default: ci/thresholds.toml, or ci/monitor_thresholds.toml with "
+        "--for monitor)",
+    )
     one = actions.add_parser(
         "set",
         help="change one metric's threshold; fields not given keep their value",
-        parents=[tracked],
+        parents=[tracked, family],
         formatter_class=DefaultsOnce,
     )
-    one.add_argument("metric", help="a metric the gate computes, e.g. test_f1")
-    one.add_argument("--threshold", help="the floor (ceiling when lower is better), or 'none'")
+    one.add_argument(
+        "metric",
+        help="a metric the gate computes (test_f1) or the monitor does (diff_bst.psi, accuracy)",
+    )
+    one.add_argument(
+        "--threshold",
+        help="the floor (ceiling when lower is better), or 'none' (gate only: no floor)",
+    )
     one.add_argument(
         "--direction",
         choices=["higher", "lower"],
-        help="which way the metric improves (default: the metric's own; log loss: lower)",
+        help="which way the metric improves (default: the metric's own; log loss: lower; the "
+        "monitor accepts only the metric's own)",
     )
     for kind, what in (("absolute", "in metric units"), ("relative", "as a fraction")):
         one.add_argument(
             f"--tolerance-{kind}",
             type=float,
-            help=f"tolerated regression vs the champion, {what} (default: unchanged, else 0)",
+            help=f"gate only: tolerated regression vs the champion, {what} (default: "
+            "unchanged, else 0)",
         )
 
 
@@ -327,7 +424,7 @@ def _workflow_step_parsers(add) -> None:
     )
     dispatch.add_argument("--workflow", type=nonblank_name, default="train.yml", help="its file")
     dispatch.add_argument(
-        "--ref", type=nonblank_name, help="branch to train on (default: the default branch)"
+        "--ref", type=nonblank_name, help="branch to train on (default: the repository's main one)"
     )
     add(
         "predictor-up",

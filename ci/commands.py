@@ -16,12 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from machine_learning.contract.arguments import NAME_LIMIT
 from machine_learning.contract.failures import EXIT_FAILED, BadInput, Refused, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from ci.github import GitHubClient
+    from ci.monitor_log import InferenceLog
+    from ci.monitor_record import MonitorRecord
 
 
 def run_comment(args: argparse.Namespace) -> int:
@@ -104,19 +107,97 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_thresholds(args: argparse.Namespace) -> int:
-    from ci.thresholds import SEED_FILE, from_seed_file
-    from ci.thresholds_command import requested_changes, show, sync, update
+    from ci.thresholds_command import family_of, requested_changes, show, sync, update
 
+    family = family_of(args)
     if args.action == "show":
-        lines = show(_client(args, mutating=False), args.model_name)
+        lines = show(_client(args, mutating=False), args.model_name, family)
     elif args.action == "sync":
-        rules = from_seed_file(args.file or SEED_FILE)
-        lines = sync(_client(args, mutating=True), args.model_name, rules)
+        rules = list(family.from_seed_file(args.file or family.seed_file))
+        lines = sync(_client(args, mutating=True), args.model_name, rules, family)
     else:
-        changes = requested_changes(args)
-        lines = update(_client(args, mutating=True), args.model_name, args.metric, changes)
+        changes = requested_changes(args, family)
+        client = _client(args, mutating=True)
+        lines = update(client, args.model_name, args.metric, changes, family)
     print("\n".join(lines))
     return 0
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ci.monitor import PassRules, describe, monitoring_pass
+    from ci.monitor_log import InferenceLog
+    from ci.monitor_profiles import ReferenceProfiles
+    from ci.monitor_summary import render
+    from ci.monitor_thresholds import MONITOR
+    from ci.monitor_tracking import log_pass
+    from ci.registry import load_thresholds
+    from machine_learning.contract.mlflow_names import monitoring_experiment
+
+    if not args.inference_log:
+        raise BadInput("name the inference log: --inference-log URL, or set $INFERENCE_LOG_URL")
+    if args.min_breaches > args.windows:
+        raise BadInput(
+            f"--min-breaches {args.min_breaches} is more than --windows {args.windows}: "
+            "K breaching windows must be among the last N"
+        )
+    rules = PassRules(args.window, args.windows, args.min_breaches, args.min_rows)
+    with InferenceLog(args.inference_log) as log:
+        client = _client(args, mutating=False)
+        _require_registered_model(client, args.model_name)
+        thresholds, source = load_thresholds(client, args.model_name, MONITOR)
+        profiles = ReferenceProfiles(client, args.model_name)
+        record = monitoring_pass(log, profiles, thresholds, rules, datetime.now(UTC), source)
+        record.write(args.output)  # first: the decision is on disk whatever happens next
+        _workflow_outputs(record)
+        if args.dashboard:
+            _write_dashboard(log, record, args.dashboard)
+    summary = render(record)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    print("\n".join(describe(record)))
+    print(f"monitor.json written to {args.output}")
+    record_text = args.output.read_text(encoding="utf-8")
+    run_id = log_pass(client, record, record_text, summary)
+    print(f"MLflow run {run_id} in {monitoring_experiment(args.model_name)}")
+    return record.exit_code
+
+
+def _workflow_outputs(record: MonitorRecord) -> None:
+    """``retrain=true|false`` and the reason, for monitor.yml's retrain job (Actions only)."""
+    from ci.github import append_github_file
+
+    if os.environ.get("GITHUB_OUTPUT"):
+        reason = " ".join(record.decision.reason.split())[:NAME_LIMIT]  # one line, a dispatch input
+        retrain = str(record.decision.retrain).lower()
+        append_github_file("GITHUB_OUTPUT", f"retrain={retrain}", os.environ)
+        append_github_file("GITHUB_OUTPUT", f"reason={reason}", os.environ)
+
+
+def _write_dashboard(log: InferenceLog, record: MonitorRecord, path: Path) -> None:
+    from datetime import datetime
+
+    from ci import monitor_dashboard
+
+    start = datetime.fromisoformat(record.windows[0].start)
+    end = datetime.fromisoformat(record.windows[-1].end)
+    changes = monitor_dashboard.served_changes(log, start, end)
+    print(f"dashboard written to {monitor_dashboard.write(path, record, changes)}")
+
+
+def _require_registered_model(client: MlflowClient, name: str) -> None:
+    """The monitor judges a registered model's versions; it never creates one (a misspelt
+    --model-name would otherwise make a model and report its log as unknown versions)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise BadInput(f"{name} is not a registered model: nothing to monitor") from None
+        raise
 
 
 def run_promote(args: argparse.Namespace) -> int:
@@ -441,6 +522,7 @@ COMMANDS = {
     "promote": run_promote,
     "rollback": run_rollback,
     "verify": run_verify,
+    "monitor": run_monitor,
 }
 
 

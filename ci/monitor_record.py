@@ -70,7 +70,9 @@ class WindowRecord(JsonRecord):
 
     ``unprofiled_rows`` counts, per version, logged battles that could not be judged because
     the version has no reference profile (unregistered, or trained before profiles existed):
-    said, never silently dropped, and never a breach.
+    said, never silently dropped, and never a breach. ``logged_rows`` counts, per measured
+    version, the battles logged; more than its measurement's ``n_rows`` when the window held
+    more than the monitor measures (a sample of them was measured).
     """
 
     start: str
@@ -78,6 +80,7 @@ class WindowRecord(JsonRecord):
     status: WindowStatus
     versions: list[VersionWindow] = field(default_factory=list)
     unprofiled_rows: dict[str, int] = field(default_factory=dict)
+    logged_rows: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if _instant(self.start, "start") >= _instant(self.end, "end"):
@@ -87,13 +90,21 @@ class WindowRecord(JsonRecord):
             raise ValueError(f"window {self.start[:40]}: a version is listed twice")
         if any(count < 1 for count in self.unprofiled_rows.values()):
             raise ValueError(f"window {self.start[:40]}: unprofiled_rows must be positive")
+        for entry in self.versions:
+            logged = self.logged_rows.get(entry.measurement.version, entry.measurement.n_rows)
+            if logged < entry.measurement.n_rows:
+                raise ValueError(f"window {self.start[:40]}: fewer battles logged than measured")
         if self.status is not window_status([v.judgement for v in self.versions]):
             raise ValueError(f"window {self.start[:40]}: status {self.status} does not follow")
 
 
 @dataclass(frozen=True)
 class MonitorRecord(JsonRecord):
-    """A monitoring pass: windows oldest first, the thresholds, the decision."""
+    """A monitoring pass: windows oldest first, the thresholds, the decision.
+
+    ``unprofiled_versions`` says why each version counted in a window's ``unprofiled_rows``
+    could not be judged (not a version of the model, no profile.json in its run, ...).
+    """
 
     model_name: str
     generated_at: str
@@ -103,6 +114,7 @@ class MonitorRecord(JsonRecord):
     decision: Decision
     min_rows: int = MIN_ROWS
     thresholds_source: str = ""
+    unprofiled_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _instant(self.generated_at, "generated_at")
@@ -149,6 +161,7 @@ class MeasuredWindow:
     end: str
     measurements: list[WindowMeasurement]
     unprofiled_rows: dict[str, int] = field(default_factory=dict)
+    logged_rows: dict[str, int] = field(default_factory=dict)
 
 
 def build_record(
@@ -162,8 +175,10 @@ def build_record(
     min_breaches: int,
     n_windows: int,
     thresholds_source: str = "",
+    unprofiled_versions: dict[str, str] | None = None,
 ) -> MonitorRecord:
-    """Judge measured windows (oldest first) and decide."""
+    """Judge measured windows (oldest first) and decide; ``unprofiled_versions`` says why
+    each version without a measurement could not be judged."""
     records = []
     for window in windows:
         entries = [
@@ -172,7 +187,14 @@ def build_record(
         ]
         status = window_status([entry.judgement for entry in entries])
         records.append(
-            WindowRecord(window.start, window.end, status, entries, dict(window.unprofiled_rows))
+            WindowRecord(
+                window.start,
+                window.end,
+                status,
+                entries,
+                dict(window.unprofiled_rows),
+                dict(window.logged_rows),
+            )
         )
     decision = decide([w.status for w in records], min_breaches, n_windows)
     return MonitorRecord(
@@ -184,6 +206,7 @@ def build_record(
         decision=decision,
         min_rows=min_rows,
         thresholds_source=thresholds_source,
+        unprofiled_versions=dict(unprofiled_versions or {}),
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci.thresholds import ThresholdError, read_seed_table, tag_specs
+from ci.thresholds import ThresholdError, ThresholdFamily, read_seed_table, tag_specs
 from machine_learning.contract.mlflow_names import MONITOR_PREFIX
 from machine_learning.monitoring.names import greater_is_better, monitor_metrics
 
@@ -91,6 +91,15 @@ def _direction(metric: str, spec: dict[str, Any], origin: str) -> bool:
     return direction
 
 
+def updated(
+    rule: MonitorThreshold | None, metric: str, changes: dict[str, Any]
+) -> MonitorThreshold:
+    """``rule`` with only the fields in ``changes`` replaced (a new rule when there is none);
+    a field the monitor's thresholds do not have (a tolerance) is refused by parse_spec."""
+    spec = json.loads(rule.to_json()) if rule else {}
+    return parse_spec(metric, spec | changes, f"{MONITOR_PREFIX}{metric}")
+
+
 def from_tags(tags: dict[str, str]) -> list[MonitorThreshold]:
     """The ``monitor.*`` thresholds among a registered model's tags, sorted by metric."""
     specs = tag_specs(tags, MONITOR_PREFIX)
@@ -120,3 +129,15 @@ def _seed(path: Path, metric: str, spec: Any) -> MonitorThreshold:
             "reads an unquoted dot as a nested table"
         )
     return parse_spec(metric, spec, origin)
+
+
+MONITOR = ThresholdFamily(
+    "monitor",
+    MONITOR_PREFIX,
+    SEED_FILE,
+    from_tags,
+    from_seed_file,
+    updated,
+    "the first monitoring pass",
+    30,
+)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci.search_filters import quoted
-from ci.thresholds import SEED_FILE, Threshold, from_seed_file, from_tags
-from machine_learning.contract.mlflow_names import GATE_PREFIX
+from ci.thresholds import GATE, Rule, ThresholdFamily
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,27 +33,39 @@ def ensure_registered_model(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def load_thresholds(
-    client: MlflowClient, name: str, seed_file: Path = SEED_FILE
-) -> tuple[list[Threshold], str]:
-    """The gate thresholds and where they came from; seeds the registry when it has none."""
-    thresholds = from_tags(ensure_registered_model(client, name))
+    client: MlflowClient,
+    name: str,
+    family: ThresholdFamily = GATE,
+    seed_file: Path | None = None,
+) -> tuple[list[Rule], str]:
+    """A family's thresholds (the gate's by default) and where they came from; seeds the
+    registry from ``seed_file`` (the family's own by default) when it has none."""
+    thresholds = list(family.from_tags(ensure_registered_model(client, name)))
     if thresholds:
         return thresholds, f"registered model {name} tags"
-    thresholds = from_seed_file(seed_file)
-    write_thresholds(client, name, thresholds)
-    return thresholds, f"{seed_file.name} (seeded into {name}: no gate tags were set)"
+    seed_file = seed_file or family.seed_file
+    thresholds = list(family.from_seed_file(seed_file))
+    write_thresholds(client, name, thresholds, family.prefix)
+    return thresholds, f"{seed_file.name} (seeded into {name}: no {family.prefix}* tags were set)"
 
 
 def write_thresholds(
-    client: MlflowClient, name: str, thresholds: list[Threshold], replace_all: bool = False
+    client: MlflowClient,
+    name: str,
+    thresholds: Sequence[Rule],
+    prefix: str,
+    replace_all: bool = False,
 ) -> None:
-    """Set these thresholds' tags; with ``replace_all``, delete every other ``gate.*`` tag."""
+    """Set these thresholds' tags; with ``replace_all``, delete every other tag under
+    ``prefix`` (``gate.`` or ``monitor.``: the other family's tags are never touched)."""
     tags = ensure_registered_model(client, name)
     for rule in thresholds:
+        if not rule.tag.startswith(prefix):  # a programming error: it would never be pruned
+            raise ValueError(f"threshold tag {rule.tag} is not under {prefix}")
         client.set_registered_model_tag(name, rule.tag, rule.to_json())
     if replace_all:
         keep = {rule.tag for rule in thresholds}
-        for stale in sorted(tag for tag in tags if tag.startswith(GATE_PREFIX) and tag not in keep):
+        for stale in sorted(tag for tag in tags if tag.startswith(prefix) and tag not in keep):
             client.delete_registered_model_tag(name, stale)
 
 

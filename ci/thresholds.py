@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from machine_learning.contract.failures import BadInput
 from machine_learning.contract.metric_names import GATE_METRICS, greater_is_better
@@ -142,6 +142,44 @@ def from_seed_file(path: Path = SEED_FILE) -> list[Threshold]:
             f"add a table such as [{GATE_METRICS[3]}]"
         )
     return rules
+
+
+class Rule(Protocol):
+    """What the registry and ``ci thresholds`` need of a threshold, the gate's or the monitor's."""
+
+    metric: str
+
+    @property
+    def tag(self) -> str: ...
+
+    def to_json(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ThresholdFamily:
+    """One set of thresholds in the registry: the gate's (``gate.*``) or the monitor's
+    (``monitor.*``). Both are registered-model tags seeded from a TOML file the first time
+    their user finds none, so the registry and ``ci thresholds`` handle them alike."""
+
+    name: str  # what ``ci thresholds --for`` calls it
+    prefix: str
+    seed_file: Path
+    from_tags: Callable[[dict[str, str]], Sequence[Rule]]
+    from_seed_file: Callable[[Path], Sequence[Rule]]
+    updated: Callable[[Any, str, dict[str, Any]], Rule]  # one rule with some fields changed
+    seeded_by: str  # who seeds the tags when there are none
+    width: int  # the tag column of a listing
+
+    def listing(self, rules: Sequence[Rule]) -> list[str]:
+        """One line per threshold: its tag, then its bound."""
+        return [f"{rule.tag:<{self.width}} {rule.describe()}" for rule in rules]
+
+
+GATE = ThresholdFamily(
+    "gate", GATE_PREFIX, SEED_FILE, from_tags, from_seed_file, updated, "the first gate", 22
+)
 
 
 def _is_number(value: Any) -> bool:

@@ -1,26 +1,38 @@
-"""``ci thresholds show|set|sync``: what each prints, kept out of the CLI's dispatch code."""
+"""``ci thresholds show|set|sync``: what each prints, kept out of the CLI's dispatch code.
+
+Each acts on one family of thresholds (``--for gate|monitor``): the gate's ``gate.*`` tags or
+the monitor's ``monitor.*`` tags, never both at once, so syncing one never prunes the other.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from ci.monitor_thresholds import MONITOR
 from ci.registry import ensure_registered_model, write_thresholds
-from ci.thresholds import (
-    SEED_FILE,
-    Threshold,
-    ThresholdError,
-    from_seed_file,
-    from_tags,
-    updated,
-)
+from ci.thresholds import GATE, Rule, ThresholdError, ThresholdFamily
+from machine_learning.monitoring.names import monitor_metrics
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+FAMILIES = {family.name: family for family in (GATE, MONITOR)}
 
-def show(client: MlflowClient, name: str) -> list[str]:
-    """The thresholds in the registry, or those the first gate would seed (read-only)."""
+
+def family_of(args: argparse.Namespace) -> ThresholdFamily:
+    """The family ``--for`` names; for ``set`` without it, the one the metric belongs to (the
+    gate's metrics are ``test_*``, the monitor's are not: the names never overlap)."""
+    if args.family:
+        return FAMILIES[args.family]
+    if args.action == "set" and args.metric in monitor_metrics():
+        return MONITOR
+    return GATE
+
+
+def show(client: MlflowClient, name: str, family: ThresholdFamily = GATE) -> list[str]:
+    """The thresholds in the registry, or those the family's first user would seed
+    (read-only)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -29,23 +41,27 @@ def show(client: MlflowClient, name: str) -> list[str]:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         tags = {}
-    rules = from_tags(tags)
+    rules = family.from_tags(tags)
     if rules:
-        return [f"{rule.tag:<22} {rule.describe()}" for rule in rules]
-    seeds = from_seed_file(SEED_FILE)
+        return family.listing(rules)
+    seeds = family.from_seed_file(family.seed_file)
     return [
-        f"{name} has no gate.* tags yet: the first gate seeds them from {SEED_FILE.name}:",
-        *(f"{rule.tag:<22} {rule.describe()}" for rule in seeds),
+        f"{name} has no {family.prefix}* tags yet: {family.seeded_by} seeds them from "
+        f"{family.seed_file.name}:",
+        *family.listing(seeds),
     ]
 
 
-def sync(client: MlflowClient, name: str, rules: list[Threshold]) -> list[str]:
-    """Make the registry's gate.* tags equal to ``rules`` (read and validated beforehand)."""
-    write_thresholds(client, name, rules, replace_all=True)
-    return [f"{rule.tag:<22} {rule.describe()}" for rule in from_tags(_tags(client, name))]
+def sync(
+    client: MlflowClient, name: str, rules: list[Rule], family: ThresholdFamily = GATE
+) -> list[str]:
+    """Make the registry's tags of the family equal to ``rules`` (read and validated
+    beforehand); the other family's tags are left alone."""
+    write_thresholds(client, name, rules, family.prefix, replace_all=True)
+    return family.listing(family.from_tags(_tags(client, name)))
 
 
-def requested_changes(args: argparse.Namespace) -> dict[str, Any]:
+def requested_changes(args: argparse.Namespace, family: ThresholdFamily = GATE) -> dict[str, Any]:
     """The fields ``set`` was given, checked (metric name included) before MLflow is asked."""
     changes: dict[str, Any] = {}
     if args.threshold is not None:
@@ -61,16 +77,27 @@ def requested_changes(args: argparse.Namespace) -> dict[str, Any]:
             "set needs at least one of --threshold, --direction, --tolerance-absolute, "
             "--tolerance-relative"
         )
-    updated(None, args.metric, changes)  # raises on an unknown metric or a bad value
+    # Raises on an unknown metric or a bad value. Checked against the seed's rule when there is
+    # one: a monitor threshold needs a bound, so "--direction" alone is judged as a change to it.
+    seeds = {rule.metric: rule for rule in family.from_seed_file(family.seed_file)}
+    family.updated(seeds.get(args.metric), args.metric, changes)
     return changes
 
 
-def update(client: MlflowClient, name: str, metric: str, changes: dict[str, Any]) -> list[str]:
+def update(
+    client: MlflowClient,
+    name: str,
+    metric: str,
+    changes: dict[str, Any],
+    family: ThresholdFamily = GATE,
+) -> list[str]:
     """Change the given fields of one metric's threshold; keep the rest."""
-    current = {rule.metric: rule for rule in from_tags(ensure_registered_model(client, name))}
-    rule = updated(current.get(metric), metric, changes)
-    write_thresholds(client, name, [rule])
-    return [f"{rule.tag:<22} {rule.describe()}"]
+    current = {
+        rule.metric: rule for rule in family.from_tags(ensure_registered_model(client, name))
+    }
+    rule = family.updated(current.get(metric), metric, changes)
+    write_thresholds(client, name, [rule], family.prefix)
+    return family.listing([rule])
 
 
 def _tags(client: MlflowClient, name: str) -> dict[str, str]:

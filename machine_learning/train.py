@@ -43,6 +43,7 @@ from machine_learning.recent_battles import DEFAULT_SINCE
 from machine_learning.simulator import Scenario
 
 if TYPE_CHECKING:
+    import numpy as np
     from sklearn.pipeline import Pipeline
 
     from machine_learning.datasets import BattleData
@@ -100,6 +101,7 @@ class TrainedModel:
     pipeline: Pipeline
     metrics: dict[str, float]
     hyperparams: dict[str, Any]
+    profile: Path  # profile.json: what the monitor compares this version's live battles with
     plots: list[Path] = field(default_factory=list)
 
 
@@ -160,7 +162,8 @@ def read_log(config: TrainConfig):
 
 
 def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path) -> TrainedModel:
-    """Fit one model (with a randomised search when ``tune``), evaluate it, write its plots."""
+    """Fit one model (with a randomised search when ``tune``), evaluate it, write its plots and
+    its reference profile (what ``ci monitor`` compares this version's live battles with)."""
     from machine_learning.evaluate import evaluate, win_probability
     from machine_learning.models import build_pipeline, feature_importance, model_params
     from machine_learning.plots import write_plots
@@ -175,13 +178,27 @@ def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path
             pipeline.fit(x, y, **weights)
     with step("evaluating on the held-out test battles"):
         metrics = evaluate(pipeline, data.train, data.test, data.recent_test)
+        test_probabilities = win_probability(pipeline, data.test)
         plots = write_plots(
-            data.test[LABEL].to_numpy(),
-            win_probability(pipeline, data.test),
-            feature_importance(pipeline),
-            plots_dir,
+            data.test[LABEL].to_numpy(), test_probabilities, feature_importance(pipeline), plots_dir
         )
-    return TrainedModel(model, pipeline, metrics, model_params(pipeline), plots)
+        profile = write_profile(config, data, test_probabilities, plots_dir)
+    return TrainedModel(model, pipeline, metrics, model_params(pipeline), profile, plots)
+
+
+def write_profile(
+    config: TrainConfig, data: BattleData, test_probabilities: np.ndarray, out_dir: Path
+) -> Path:
+    """profile.json beside the plots: bins, shares and a small sample per feature of the
+    training battles, and of the predicted probability on the test battles; never raw rows."""
+    from machine_learning.monitoring.profile import PROFILE_FILE, build_profile
+
+    profile = build_profile(
+        data.train, test_probabilities, config.dataset_version, seed=config.seed
+    )
+    path = out_dir / PROFILE_FILE
+    profile.write(path)
+    return path
 
 
 def _tune(
@@ -358,7 +375,7 @@ def log_one(
         | trained.hyperparams,
         metrics=trained.metrics,
         tags=run_tags(config, data, trained.model),
-        artifacts=[*trained.plots, *run_artifacts(config, data)],
+        artifacts=[*trained.plots, trained.profile, *run_artifacts(config, data)],
         parent_run_id=parent_run_id,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -269,3 +270,33 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_sep("=", "coverage floors")
     for line, missed in lines:
         terminalreporter.write_line(line, red=missed, bold=missed)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver") or shutil.which(
+    "chromedriver", path=os.environ.get("CHROMEWEBDRIVER", "")
+)
+IN_CI = os.environ.get("CI") == "true"  # read at import: the autouse fixture clears CI later
+
+
+@pytest.fixture
+def browser():
+    """A headless chromium driven by selenium, for the pages people look at."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (apt; .ci/run installs them)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=900,700",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

@@ -122,6 +122,39 @@ def output_path(text: str) -> Path:
     return path
 
 
+DURATION_UNITS = {"m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def duration_in(low_s: int, high_s: int, reason: str) -> Callable[[str], int]:
+    """An argparse type for a duration written as a whole number and a unit, ``30m``, ``6h``,
+    ``1d``, ``2w``, returned in seconds within [low_s, high_s]; ``reason`` says why the bounds.
+    ``0d`` or ``1x`` are refused while parsing, naming what is accepted."""
+    units = ", ".join(DURATION_UNITS)
+
+    def parse(text: str) -> int:
+        number, unit = text.strip()[:-1], text.strip()[-1:]
+        if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number and a unit ({units}), such as 1d or 6h, got {text!r}"
+            )
+        seconds = int(number) * DURATION_UNITS[unit]
+        if not low_s <= seconds <= high_s:
+            raise argparse.ArgumentTypeError(
+                f"must be between {_duration(low_s)} and {_duration(high_s)} ({reason}), "
+                f"got {text.strip()}"
+            )
+        return seconds
+
+    parse.__name__ = "duration"
+    return parse
+
+
+def _duration(seconds: int) -> str:
+    """The largest unit that writes ``seconds`` as a whole number: 86400 → ``1d``."""
+    unit = next(u for u, s in reversed(DURATION_UNITS.items()) if seconds % s == 0 or u == "m")
+    return f"{seconds // DURATION_UNITS[unit]}{unit}"
+
+
 def _whole_number(text: str) -> int:
     try:
         return int(text)

@@ -46,6 +46,15 @@ TAG_GATE_VERDICT = "gate.verdict"
 TAG_GATE_CHAMPION_VERSION = "gate.champion_version"
 # The monitor's thresholds: registered-model tags ``monitor.<metric>``.
 MONITOR_PREFIX = "monitor."
+# A monitoring pass is one run in the experiment ``<model>-monitoring``, tagged with the versions
+# it judged (comma-separated), its decision (retrain or keep), the decision's reason and the
+# latest window's status; its metrics are the latest window's, ``v<version>/<metric>``.
+MONITORING_SUFFIX = "-monitoring"
+TAG_MONITOR_VERSIONS = "monitor.versions"
+TAG_MONITOR_DECISION = "monitor.decision"
+TAG_MONITOR_REASON = "monitor.reason"
+TAG_MONITOR_LATEST_STATUS = "monitor.latest_status"
+DECISION_RETRAIN, DECISION_KEEP = "retrain", "keep"
 
 # The registry lock (a registered model ``<name>.registry-lock``) and its owner tag.
 LOCK_SUFFIX = ".registry-lock"
@@ -76,3 +85,13 @@ READ_BACK_PARAMS = (
 def experiment_name(dataset_version: str) -> str:
     """The experiment a dataset version's runs are logged to."""
     return f"{EXPERIMENT_PREFIX}{dataset_version}"
+
+
+def monitoring_experiment(model_name: str) -> str:
+    """The experiment a registered model's monitoring passes are logged to."""
+    return f"{model_name}{MONITORING_SUFFIX}"
+
+
+def monitored_metric(version: str, metric: str) -> str:
+    """``v3/diff_bst.psi``: a version's figure as a monitoring run's metric key."""
+    return f"v{version}/{metric}"

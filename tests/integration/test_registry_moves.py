@@ -254,3 +254,59 @@ def test_the_gate_of_a_deleted_run_records_nothing_and_writes_no_pass(
     err = capsys.readouterr().err
     assert code == 2 and f"run {run_id} is deleted" in err
     assert not out.exists()
+
+
+def test_the_monitor_thresholds_are_shown_synced_and_set_without_touching_the_gate_s(
+    tmp_path, capsys, stack, client, name
+):
+    code, out, _ = thresholds(capsys, stack, name, "show", "--for", "monitor")
+    assert code == 0 and "the first monitoring pass seeds them from monitor_thresholds.toml" in out
+    assert f"{'monitor.diff_bst.psi':<30} ≤ 0.2" in out
+    assert thresholds(capsys, stack, name, "sync")[0] == 0  # the gate's, as before
+    gate_tags = {k: v for k, v in client.get_registered_model(name).tags.items() if "gate." in k}
+
+    code, out, _ = thresholds(capsys, stack, name, "sync", "--for", "monitor")
+    assert code == 0 and f"{'monitor.accuracy':<30} ≥ 0.85" in out.splitlines()
+    tags = dict(client.get_registered_model(name).tags)
+    assert json.loads(tags["monitor.p_a_wins.psi"]) == {
+        "greater_is_better": False,
+        "threshold": 0.2,
+    }
+    assert {k: v for k, v in tags.items() if k.startswith("gate.")} == gate_tags
+
+    # set finds the family from the metric's name and changes only the field given
+    code, out, _ = thresholds(capsys, stack, name, "set", "diff_bst.psi", "--threshold", "0.3")
+    assert code == 0 and out.strip() == f"{'monitor.diff_bst.psi':<30} ≤ 0.3"
+    for bad, message in (
+        (["accuracy", "--threshold", "1.5"], "threshold must be a number in (0, 1], got 1.5"),
+        (["accuracy", "--threshold", "none"], "threshold must be a number in (0, 1]"),
+        (["ece", "--direction", "higher"], "greater_is_better must be false for ece"),
+        (["ece", "--tolerance-absolute", "0.1"], "unknown key(s) ['tolerance_absolute']"),
+        (["test_f1", "--for", "monitor", "--threshold", "0.9"], "'test_f1' is not a metric the"),
+    ):
+        code, _, err = thresholds(capsys, stack, name, "set", *bad)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+    # a gate sync prunes only gate.* tags; a monitor sync only monitor.* ones
+    only_f1 = tmp_path / "only_f1.toml"
+    only_f1.write_text("[test_f1]\nthreshold = 0.8\n")
+    assert thresholds(capsys, stack, name, "sync", "--file", str(only_f1))[0] == 0
+    only_psi = tmp_path / "only_psi.toml"
+    only_psi.write_text('["diff_bst.psi"]\nthreshold = 0.25\n')
+    code, out, _ = thresholds(
+        capsys, stack, name, "sync", "--for", "monitor", "--file", str(only_psi)
+    )
+    assert code == 0 and out.strip() == f"{'monitor.diff_bst.psi':<30} ≤ 0.25"
+    ours = {
+        k for k in client.get_registered_model(name).tags if k.startswith(("gate.", "monitor."))
+    }
+    assert ours == {"gate.test_f1", "monitor.diff_bst.psi"}
+
+    poisoned = tmp_path / "poisoned.toml"
+    poisoned.write_text('["diff_bst.psi"]\nthreshold = 0.25\n["diff_bst.psi_x"]\nthreshold = 1\n')
+    code, _, err = thresholds(
+        capsys, stack, name, "sync", "--for", "monitor", "--file", str(poisoned)
+    )
+    assert code == 2 and "is not a metric the monitor computes" in err
+    code, out, _ = thresholds(capsys, stack, name, "show", "--for", "monitor")
+    assert out.strip() == f"{'monitor.diff_bst.psi':<30} ≤ 0.25"

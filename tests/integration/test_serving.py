@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import http.client
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -362,35 +361,6 @@ def test_verify_rolls_back_a_champion_whose_canary_misses_the_floor(stack, servi
 
 # Debian's packages here; GitHub's Ubuntu runners ship Chrome and put the driver in
 # $CHROMEWEBDRIVER.
-CHROMIUM = shutil.which("chromium") or shutil.which("google-chrome")
-CHROMEDRIVER = shutil.which("chromedriver") or shutil.which(
-    "chromedriver", path=os.environ.get("CHROMEWEBDRIVER", "")
-)
-IN_CI = os.environ.get("CI") == "true"  # read at import: the autouse fixture clears CI later
-
-
-@pytest.fixture
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        message = "needs Debian's chromium and chromium-driver (apt; .ci/run installs them)"
-        pytest.fail(message) if IN_CI else pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=900,700",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
 def test_a_person_picks_two_pokemon_and_sees_who_wins_and_which_version_said_so(
     service, browser, tmp_path
 ):

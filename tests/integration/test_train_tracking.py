@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from machine_learning.datasets import LABEL, battles
+from machine_learning.monitoring.profile import ReferenceProfile
 from machine_learning.simulator import Scenario
 from tests.conftest import actions_env, cli_env, run_cli, spawn_cli
 from tests.native_stack import run_as_root
@@ -63,6 +64,7 @@ def test_train_logs_params_metrics_tags_data_and_a_loadable_model(stack, client,
         "roc_curve.png",
         "feature_importance.png",
         "metrics.json",
+        "profile.json",
     } <= artifacts
     stored = run.info.artifact_uri.split(":", 1)[1].lstrip("/")  # on the server's own volume
     assert stack.artifact_exists(f"{stored}/roc_curve.png")
@@ -79,6 +81,8 @@ def test_train_logs_params_metrics_tags_data_and_a_loadable_model(stack, client,
 
 
 def test_compare_records_a_parent_run_with_a_nested_run_per_model(stack, client, tmp_path):
+    import mlflow.artifacts
+
     experiment = f"compare-{uuid.uuid4().hex[:8]}"
     done = run_cli(
         "compare",
@@ -106,6 +110,11 @@ def test_compare_records_a_parent_run_with_a_nested_run_per_model(stack, client,
         "random_forest",
         "xgboost",
     ]
+    for child in children:  # each model's run has its own reference profile for the monitor
+        profile = ReferenceProfile.from_json(
+            mlflow.artifacts.load_text(f"runs:/{child.info.run_id}/profile.json")
+        )
+        assert profile.dataset_version == "v2" and profile.prediction.n == 1000
     best = max(metrics["comparison"], key=lambda m: metrics["comparison"][m]["test_f1"])
     assert parent.data.tags["ci.winner"] == metrics["winner"] == best
     winners = [c for c in children if c.data.tags.get("ci.winner") == "true"]

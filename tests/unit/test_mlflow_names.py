@@ -17,4 +17,15 @@ def test_the_names_are_the_ones_the_registry_already_holds():
     assert mlflow_names.experiment_name("v2") == "pokemon-battle-v2"
     tags = [value for name, value in vars(mlflow_names).items() if name.startswith("TAG_")]
     assert len(set(tags)) == len(tags)
-    assert all(tag.startswith(("ci.", "gate.")) for tag in tags)
+    assert all(tag.startswith(("ci.", "gate.", "monitor.")) for tag in tags)
+
+
+def test_a_monitoring_run_s_tags_are_never_read_as_monitor_thresholds():
+    from machine_learning.monitoring.names import monitor_metrics
+
+    run_tags = [value for name, value in vars(mlflow_names).items() if name.startswith("TAG_MON")]
+    assert len(run_tags) == 4
+    assert not {tag.removeprefix(mlflow_names.MONITOR_PREFIX) for tag in run_tags} & set(
+        monitor_metrics()
+    )
+    assert mlflow_names.monitoring_experiment("pokemon-battle") == "pokemon-battle-monitoring"

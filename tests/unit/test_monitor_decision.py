@@ -261,6 +261,22 @@ def test_a_record_judges_every_window_and_round_trips(tmp_path):
     path = tmp_path / "monitor.json"
     record.write(path)
     assert MonitorRecord.read(path) == record
+    sampled = build_record(
+        "pokemon-battle",
+        record.generated_at,
+        86_400,
+        RULES,
+        [
+            MeasuredWindow(
+                record.windows[0].start, record.windows[0].end, [_measurement()], {}, {"3": 25_000}
+            )
+        ],
+        min_breaches=1,
+        n_windows=1,
+        unprofiled_versions={"9": "not a version of pokemon-battle"},
+    )
+    sampled.write(path)
+    assert MonitorRecord.read(path) == sampled and sampled.windows[0].logged_rows == {"3": 25_000}
     healthy = _record([[_measurement()]] * 3)
     assert not healthy.decision.retrain and healthy.exit_code == 0
 
@@ -311,6 +327,8 @@ def _tampered(change):
         (lambda d: d["windows"][1]["unprofiled_rows"].update({"2": 0}), "must be positive"),
         (lambda d: d["windows"][1]["unprofiled_rows"].update({"3": 5}), "listed twice"),
         (lambda d: d["windows"][1].update(unprofiled_rows={"2": "many"}), "whole number"),
+        (lambda d: d["windows"][0].update(logged_rows={"3": 999}), "fewer battles logged than"),
+        (lambda d: d.update(unprofiled_versions={"2": 7}), "must be a string"),
     ],
 )
 def test_a_tampered_or_inconsistent_record_is_refused(tmp_path, change, message):

@@ -206,3 +206,25 @@ def test_a_profile_file_is_read_only_when_regular_and_bounded(profile, tmp_path)
     path.write_text(" " * (MAX_PROFILE_BYTES + 1))
     with pytest.raises(RecordError, match="larger than"):
         ReferenceProfile.read(path)
+
+
+def test_training_writes_the_profile_of_its_own_battles_and_test_predictions(tmp_path, train):
+    """What every training run (and every model of ``compare``) logs as ``profile.json``."""
+    from machine_learning.datasets import BattleData
+    from machine_learning.evaluate import win_probability
+    from machine_learning.models import ModelName
+    from machine_learning.train import TrainConfig, fit
+
+    data = BattleData(train.head(1_200), battles(400, Scenario.RANDOM, seed=12), Scenario.RANDOM)
+    config = TrainConfig(model=ModelName.LOGISTIC_REGRESSION, seed=5, output_dir=tmp_path)
+    trained = fit(ModelName.LOGISTIC_REGRESSION, config, data, tmp_path / "plots")
+
+    assert trained.profile == tmp_path / "plots" / "profile.json"
+    written = ReferenceProfile.read(trained.profile)
+    assert written.dataset_version == "v2"
+    assert {f.n for f in written.features} == {1_200}
+    expected = build_profile(data.train, win_probability(trained.pipeline, data.test), "v2", seed=5)
+    assert written == expected
+    text = trained.profile.read_text(encoding="utf-8")
+    assert len(text) < MAX_PROFILE_BYTES
+    assert not any(name in text for name in data.train["a_name"].head(50))

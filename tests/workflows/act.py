@@ -75,6 +75,7 @@ class JobResult:
     summary: str = ""
     log: str = ""
     known_steps: tuple[str, ...] = ()
+    needs: dict[str, JobResult] = field(default_factory=dict)  # the jobs act ran before it
 
     def step(self, name: str) -> StepResult:
         """A step by name; one act did not run is skipped (act logs only the steps it ran)."""
@@ -342,7 +343,9 @@ class Runner:
             "127.0.0.1",
             "--cache-server-path",
             str(self.home / "cache"),
-            *self._context_args(spec["jobs"][job], event),
+            *self._context_args(
+                spec["jobs"][job], event, [spec["jobs"][n] for n in _needs(spec["jobs"], job)]
+            ),
         ]
         if self.cache_outage:
             command += ["--cache-server-external-url", "http://127.0.0.1:9"]
@@ -361,8 +364,13 @@ class Runner:
             timeout=ACT_TIMEOUT_S,
             check=False,
         )
+        log = done.stdout + done.stderr
         names = tuple(s.get("name", "") for s in spec["jobs"][job]["steps"])
-        return parse_log(done.stdout + done.stderr, done.returncode, names)
+        result = parse_log(log, done.returncode, names, job)
+        for needed in _needs(spec["jobs"], job):
+            steps = tuple(s.get("name", "") for s in spec["jobs"][needed]["steps"])
+            result.needs[needed] = parse_log(log, done.returncode, steps, needed)
+        return result
 
     def _event_file(self, event: Event, inputs: dict) -> Path:
         payload = {"repository": {"default_branch": self.default_branch}} | event.payload
@@ -381,7 +389,7 @@ class Runner:
         self.user.owns(path)
         return path
 
-    def _context_args(self, job: dict, event: Event) -> list[str]:
+    def _context_args(self, job: dict, event: Event, needed: list[dict]) -> list[str]:
         """``--env``, ``--var`` and ``--secret`` for this job, with GitHub's rules for forks,
         Dependabot and the token's permissions."""
         variables, secrets = dict(self.vars), dict(self.secrets)
@@ -389,7 +397,11 @@ class Runner:
             variables, secrets = {}, {}
         if event.actor == "dependabot[bot]":
             secrets = {}
-        writes = _write_scopes(job, event, self.github.repository)
+        # act runs the jobs a job needs first, and gives them all one token: theirs and its
+        # scopes together (each job's own permissions block is checked statically).
+        writes = set().union(
+            *(_write_scopes(j, event, self.github.repository) for j in [job, *needed])
+        )
         secrets["GITHUB_TOKEN"] = scoped(self.github.token, writes)
         env = {
             "GITHUB_RUN_ID": str(event.run_id),
@@ -434,15 +446,25 @@ def _as_payload_string(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def parse_log(log: str, returncode: int, names: tuple[str, ...]) -> JobResult:
+def _needs(jobs: dict, job: str) -> list[str]:
+    """The jobs act runs before ``job`` (its ``needs:``, transitively)."""
+    direct = jobs[job].get("needs", [])
+    direct = [direct] if isinstance(direct, str) else direct
+    return [*{n: None for d in direct for n in [*_needs(jobs, d), d]}]
+
+
+def parse_log(log: str, returncode: int, names: tuple[str, ...], job: str = "") -> JobResult:
     """act's ``--json`` log → the job's conclusion, its steps in order with their outcome and
-    output, and the job summary. A job act did not start (its ``if:`` was false) is skipped."""
+    output, and the job summary. A job act did not start (its ``if:`` was false) is skipped.
+    ``job`` picks one job's lines when act ran several (a job and those it needs)."""
     steps: dict[str, StepResult] = {}
     summary, conclusion = [], None
     for line in log.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
+            continue
+        if job and entry.get("jobID", job) != job:
             continue
         if "jobResult" in entry:
             conclusion = entry["jobResult"]
