@@ -132,7 +132,7 @@ def duration_in(low_s: int, high_s: int, reason: str) -> Callable[[str], int]:
     units = ", ".join(DURATION_UNITS)
 
     def parse(text: str) -> int:
-        number, unit = text.strip()[:-1], text.strip()[-1:]
+        number, unit = text.strip()[:-1], text.strip()[-1:].lower()
         if unit not in DURATION_UNITS or not number.isascii() or not number.isdigit():
             raise argparse.ArgumentTypeError(
                 f"expected a whole number and a unit ({units}), such as 1d or 6h, got {text!r}"
@@ -140,8 +140,8 @@ def duration_in(low_s: int, high_s: int, reason: str) -> Callable[[str], int]:
         seconds = int(number) * DURATION_UNITS[unit]
         if not low_s <= seconds <= high_s:
             raise argparse.ArgumentTypeError(
-                f"must be between {_duration(low_s)} and {_duration(high_s)} ({reason}), "
-                f"got {text.strip()}"
+                f"must be between {describe_duration(low_s)} and "
+                f"{describe_duration(high_s)} ({reason}), got {text.strip()}"
             )
         return seconds
 
@@ -149,7 +149,7 @@ def duration_in(low_s: int, high_s: int, reason: str) -> Callable[[str], int]:
     return parse
 
 
-def _duration(seconds: int) -> str:
+def describe_duration(seconds: int) -> str:
     """The largest unit that writes ``seconds`` as a whole number: 86400 → ``1d``."""
     unit = next(u for u, s in reversed(DURATION_UNITS.items()) if seconds % s == 0 or u == "m")
     return f"{seconds // DURATION_UNITS[unit]}{unit}"
@@ -180,26 +180,15 @@ def http_url(text: str) -> str:
     return text
 
 
-WINDOW_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1)}
-MAX_WINDOW = timedelta(days=3_650)
+_LOOK_BACK = duration_in(60, 3_650 * 86_400, "an empty window reads nothing")
 
 
 def time_window(text: str) -> timedelta:
-    """A look-back window such as ``30d`` or ``12h``: a whole number of days or hours, more
-    than none (an empty window reads nothing) and at most ten years."""
-    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    if unit not in WINDOW_UNITS or not value.isdigit():
-        raise argparse.ArgumentTypeError(f"expected days or hours such as 30d or 12h, got {text!r}")
-    window = int(value) * WINDOW_UNITS[unit]
-    if not timedelta(0) < window <= MAX_WINDOW:
-        raise argparse.ArgumentTypeError(
-            f"must be more than 0 and at most {MAX_WINDOW.days:,}d, got {text!r}"
-        )
-    return window
+    """A look-back window such as ``30d`` or ``12h`` (a duration as ``duration_in`` reads it),
+    more than none and at most ten years."""
+    return timedelta(seconds=_LOOK_BACK(text))
 
 
 def describe_window(window: timedelta) -> str:
     """A window as ``time_window`` reads it back: ``30d``, or ``12h`` when not whole days."""
-    if window % timedelta(days=1) == timedelta(0):
-        return f"{window.days}d"
-    return f"{int(window / timedelta(hours=1))}h"
+    return describe_duration(int(window.total_seconds()))
