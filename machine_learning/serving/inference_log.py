@@ -152,10 +152,10 @@ def open_engine(url: str) -> Engine:
             f"inference log {shown}: an in-memory SQLite log is lost at exit and not shared "
             f"between threads: name a file ({EXAMPLES})"
         )
-    driver = parsed.get_driver_name()
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if driver.startswith("psycopg") else {}
     try:
-        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        driver = parsed.get_driver_name()  # loads the dialect
+        timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if driver.startswith("psycopg") else {}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
     except (NoSuchModuleError, ImportError) as error:
         raise InferenceLogURLError(
             f"inference log {shown}: unknown or missing driver ({first_line(error)}; {EXAMPLES})"
