@@ -1,23 +1,29 @@
 """The inference log on the machine's real PostgreSQL, written by predictor processes started as
 the compose file starts them: two of them on one log (its tables created by whichever comes
 first), a database down at start and gone mid-way (answers unaffected, drops counted, /health
-failing, then writing again), and a password that never shows."""
+failing, then writing again), and a password that never shows; the compose file's one-shot
+service that creates the log's database."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+import yaml
 from sqlalchemy import create_engine, select
+from sqlalchemy.engine import make_url
 
+from ci.stack import COMPOSE_FILE
 from machine_learning.contract.inference_log import battles, outcomes
 from tests.conftest import cli_env, run_cli
 from tests.http_service import Service
-from tests.native_stack import DEFAULT_ADMIN_DSN
+from tests.native_stack import DEFAULT_ADMIN_DSN, interpolate
 from tests.tcp_relay import Relay
 
 pytestmark = pytest.mark.integration
@@ -183,3 +189,37 @@ def test_a_database_down_at_start_and_mid_way_never_fails_an_answer(model, datab
     finally:
         service.stop()
         relay.stop()
+
+
+def test_the_predictor_logs_to_the_database_the_stack_creates_for_it(tmp_path):
+    """The one-shot service's script, run against the machine's PostgreSQL as compose runs it:
+    it creates the database, and succeeds again once the database exists (a stack brought up a
+    second time on its volume); the predictor's URL names that database, with the stack's
+    password, and it starts only after the script succeeded."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
+    predictor, creator = services["predictor"], services["inference-log-db"]
+    url = make_url(
+        interpolate(predictor["environment"]["INFERENCE_LOG_URL"], {"POSTGRES_PASSWORD": "pw"})
+    )
+    assert (url.host, url.username, url.password) == ("postgres", "mlflow", "pw")
+    assert url.database == creator["environment"]["LOG_DATABASE"]
+    assert predictor["depends_on"]["inference-log-db"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert creator["user"] not in ("root", "0") and creator["restart"] == "no"
+    database = f"inference_log_test_{secrets.token_hex(4)}"
+    env = {
+        "PATH": os.environ["PATH"], "PGHOST": "127.0.0.1", "PGUSER": "postgres",
+        "PGDATABASE": "postgres", "LOG_DATABASE": database,
+    }  # fmt: skip
+    script = [interpolate(arg, {}) for arg in creator["command"]]
+    try:
+        for _ in range(2):
+            done = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+        with psycopg.connect(DEFAULT_ADMIN_DSN, connect_timeout=10) as admin:
+            found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            assert found.fetchone() == (1,)
+    finally:
+        with psycopg.connect(DEFAULT_ADMIN_DSN, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
