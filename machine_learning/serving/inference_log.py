@@ -87,18 +87,31 @@ class Answered:
     def __len__(self) -> int:
         return len(self.p_a_wins)
 
-    def records(self) -> Iterator[dict]:
-        """The request's ``battles`` rows, plain Python values (no numpy scalars for drivers)."""
-        columns = [self.rows[column].tolist() for column in RAW_COLUMNS]
-        for index, (p, *raw) in enumerate(zip(self.p_a_wins.tolist(), *columns, strict=True)):
-            yield {
-                "battle_id": battle_id(self.key, index),
-                "logged_at": self.logged_at,
-                "request_id": self.request_id,
-                "model_version": self.model_version,
-                **dict(zip(RAW_COLUMNS, raw, strict=True)),
-                "p_a_wins": p,
-            }
+
+def log_rows(items: Sequence[Answered]) -> list[dict]:
+    """The ``battles`` rows of queued requests, in plain Python values (drivers take no numpy
+    scalars). One data frame for them all: a column read per request would cost the writer
+    ~0.4 ms of the interpreter's time per one-battle request, taken from the answers."""
+    import numpy as np
+    import pandas as pd
+
+    if not items:
+        return []
+    frame = pd.concat([item.rows for item in items], ignore_index=True)
+    raw = [frame[column].tolist() for column in RAW_COLUMNS]
+    p_a_wins = np.concatenate([item.p_a_wins for item in items]).tolist()
+    who = [
+        (battle_id(item.key, index), item.logged_at, item.request_id, item.model_version)
+        for item in items
+        for index in range(len(item))
+    ]
+    return [
+        dict(zip(ROW_KEYS, (*answered, *values, p), strict=True))
+        for answered, p, *values in zip(who, p_a_wins, *raw, strict=True)
+    ]
+
+
+ROW_KEYS = ("battle_id", "logged_at", "request_id", "model_version", *RAW_COLUMNS, "p_a_wins")
 
 
 def battle_id(key: str, index: int) -> str:
@@ -307,7 +320,7 @@ class InferenceLog:
     def _insert(self, items: Sequence[Answered]) -> None:
         """Insert the items' rows in one transaction; with none while failing, ask the database
         whether it is back (so /health recovers without traffic)."""
-        rows = [row for item in items for row in item.records()]
+        rows = log_rows(items)
         if rows or self.error:
             with self.engine.begin() as connection:
                 if rows:
