@@ -12,7 +12,11 @@ registered, ``champion`` on version 1. Side by side in one run:
 - the alias swapped under load: 4 clients for --load-seconds while the champion is promoted
   and rolled back twice; failed requests, unlabelled answers, and how long after each move the
   new version first answered (poll interval 1 s);
-- ``python -m machine_learning predict`` cold start (a new process, one battle).
+- ``python -m machine_learning predict`` cold start (a new process, one battle);
+- the inference log's cost: one battle per request to a second predictor that logs to a
+  database of its own on the stack's PostgreSQL, and to ours without a log, alternately
+  (rounds of requests, so a busy moment of the shared machine hits both); the ratio of the
+  p50s, and every logged battle written (none dropped). Target: at most 1.10.
 Targets: one battle p50 <= 2 ms, 10,000 battles <= 10x one battle's p50.
 Targets: p50 <= 10 ms, p99 <= 30 ms, p50 >= 2x lower than MLflow's, 10,000 pairs
 <= 1 s, startup <= 10 s, zero failed requests, CLI cold start <= 3 s.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -146,6 +151,34 @@ def swap_under_load(url: str, client, seconds: float) -> dict:
     }
 
 
+def log_cost(plain: str, logged: str, requests: int, rounds: int = 10) -> dict:
+    """One battle per request without and with the inference log, alternately."""
+    samples: dict[str, list[float]] = {plain: [], logged: []}
+    for url in samples:
+        for _ in range(20):
+            timed_ok(url, PAIR)
+    for _ in range(rounds):
+        for url, seconds in samples.items():
+            seconds += [timed_ok(url, PAIR) for _ in range(max(1, requests // rounds))]
+    (without_p50, without_p99), (with_p50, with_p99) = map(percentiles, samples.values())
+    return {
+        "without_log": [round(without_p50, 2), round(without_p99, 2)],
+        "with_log": [round(with_p50, 2), round(with_p99, 2)],
+        "p50_ratio": round(with_p50 / without_p50, 3),
+    }
+
+
+def log_counts(base: str) -> dict[str, float]:
+    """The logged predictor's rows written and dropped, from its /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as answer:
+        lines = answer.read().decode().splitlines()
+    return {
+        line.split()[0]: float(line.split()[-1])
+        for line in lines
+        if line.startswith(("inference_log_rows_written_total", "inference_log_rows_dropped"))
+    }
+
+
 def cold_start(model: str, cwd: Path, env: dict) -> float:
     runs = []
     for _ in range(3):
@@ -169,6 +202,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     stack = NativeStack(workdir / "stack").up()
     processes: list[subprocess.Popen] = []
+    log_database = f"inference_log_bench_{secrets.token_hex(4)}"
     try:
         train_versions(stack, workdir)
         env = dict(os.environ) | {"MLFLOW_TRACKING_URI": stack.tracking_uri}
@@ -186,6 +220,16 @@ def main() -> None:
             cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
         theirs_start = wait_until(f"http://127.0.0.1:{theirs_port}/ping")
+        logged_port = free_port()
+        stack._admin(f'CREATE DATABASE "{log_database}"')
+        log_url = f"{stack.admin_dsn.rsplit('/', 1)[0]}/{log_database}"
+        command = predictor_command(
+            stack.tracking_uri, logged_port,
+            {"--model-uri": f"models:/{NAME}@champion", "--poll-interval": "1",
+             "--inference-log": log_url},
+        )  # fmt: skip
+        processes.append(subprocess.Popen(command, cwd=workdir, env=env, stderr=subprocess.DEVNULL))
+        wait_until(f"http://127.0.0.1:{logged_port}/health")
 
         ours, theirs = (
             f"http://127.0.0.1:{ours_port}/v1/predict",
@@ -194,6 +238,10 @@ def main() -> None:
         raw = held_out_battles(10_000, Scenario.RANDOM)[list(RAW_COLUMNS)]
         one_row = {"dataframe_split": json.loads(raw.head(1).to_json(orient="split", index=False))}
         ours_p50, ours_p99 = latency(ours, PAIR, args.requests)
+        logged = f"http://127.0.0.1:{logged_port}"
+        cost = log_cost(ours, logged + "/v1/predict", args.requests)
+        time.sleep(1)  # the writer's last flush
+        cost["logged_rows"] = log_counts(logged)
         theirs_p50, theirs_p99 = latency(theirs, one_row, args.requests)
         names = {
             "battles": [{"a": a, "b": b} for a, b in zip(raw["a_name"], raw["b_name"], strict=True)]
@@ -208,6 +256,7 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        stack._admin(f'DROP DATABASE IF EXISTS "{log_database}" WITH (FORCE)')
         stack.down()
     results = {
         "startup_s": {"ours": round(ours_start, 2), "mlflow_models_serve": round(theirs_start, 2)},
@@ -222,6 +271,7 @@ def main() -> None:
             "ours": round(ours_10k * 1000 / ours_p50, 1),
             "mlflow_models_serve": round(theirs_10k * 1000 / theirs_p50, 1),
         },
+        "inference_log_cost_ms": cost,
         "swap_under_load": swap,
         "predict_cli_cold_start_s": {
             "folder": round(cli_local, 2),

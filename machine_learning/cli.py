@@ -81,6 +81,9 @@ SEED = int_in(0, 2**32 - 1, "the range numpy and scikit-learn accept")
 N_TEST = int_in(MIN_TEST_BATTLES, 10_000_000, "every metric and plot needs both outcomes")
 N_TRIALS = int_in(1, 1_000, "each trial is a 3-fold fit")
 PORT = int_in(1, 65_535, "a TCP port")
+# Its default is the contract's DEFAULT_RETENTION_DAYS, which --help states without importing
+# SQLAlchemy (tests/unit/test_inference_log.py checks they agree).
+RETENTION_DAYS = int_in(1, 36_500, "a day to a hundred years")
 POLL_INTERVAL = seconds_in(0.1, 86_400, "faster polls load the registry, slower ones lag a day")
 MODEL_HELP = (
     "model to ask: a registry URI (models:/name@alias follows the alias, models:/name/3), "
@@ -312,8 +315,9 @@ def _use_parsers(commands) -> None:
         "serve",
         help="serve the champion over HTTP, following the alias as it moves",
         description="GET / (a page to ask), /health, /version, /metrics (Prometheus), "
-        '/names; POST /predict {"battles": [{"a": "pikachu", "b": "charizard"}]}. A registry '
-        "alias is polled and a new version swapped in without a restart.",
+        '/names; POST /predict {"battles": [{"a": "pikachu", "b": "charizard"}]}; POST '
+        "/outcomes (with --inference-log). A registry alias is polled and a new version "
+        "swapped in without a restart.",
         epilog=EXIT_CODES,
         formatter_class=DefaultsOnce,
     )
@@ -328,6 +332,19 @@ def _use_parsers(commands) -> None:
         default="localhost,127.0.0.1,predictor",
         help="Host headers answered (comma-separated; others get 400): DNS-rebinding protection. "
         "MLflow's form (localhost:*, 127.0.0.1:5000) is accepted: any port of that host",
+    )
+    serve.add_argument(
+        "--inference-log",
+        metavar="URL",
+        help="SQLAlchemy URL of the inference log: one row per answered battle, and the "
+        "outcomes POST /v1/outcomes records (postgresql://user@host/inference_log, "
+        "sqlite:///inference-log.db); default $INFERENCE_LOG_URL, else no log",
+    )
+    serve.add_argument(
+        "--inference-log-retention-days",
+        type=RETENTION_DAYS,
+        metavar="DAYS",
+        help="logged battles older than this are deleted, with their outcomes (default: 30)",
     )
     _add_model_options(serve)
 

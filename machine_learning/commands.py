@@ -136,7 +136,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from machine_learning.serving.serve import ServedModelFollower, create_app
     from machine_learning.tracking import serving_client
 
-    listening = _listen(args.host, args.port)  # first: a taken port is said before any work
+    log = _inference_log(args)  # a URL that cannot be used is refused before any work
+    listening = _listen(args.host, args.port)  # a taken port is said before the model loads
     on_server = args.model_uri.startswith(SERVER_URIS)
     client = serving_client(args.tracking_uri) if on_server else None
     follower = ServedModelFollower(args.model_uri, client, args.poll_interval).start()
@@ -145,10 +146,30 @@ def run_serve(args: argparse.Namespace) -> int:
         raise BadInput(follower.error)
     served = follower.current.info.label if follower.current else f"nothing yet ({follower.error})"
     print(f"serving {served} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    app = create_app(follower, args.allowed_hosts)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
-    follower.stop()
+    if log is not None:
+        state = log.start().status
+        detail = f" ({log.error})" if log.error else ""
+        print(f"inference log {log.url}: {state}{detail}", file=sys.stderr, flush=True)
+    app = create_app(follower, args.allowed_hosts, log)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
+    finally:
+        follower.stop()
+        if log is not None:
+            log.stop()  # what is queued is written first (bounded)
     return 0
+
+
+def _inference_log(args: argparse.Namespace):
+    """The log --inference-log (else $INFERENCE_LOG_URL) names, not started; None without one."""
+    from machine_learning.contract.inference_log import DEFAULT_RETENTION_DAYS, ENVIRONMENT_VARIABLE
+
+    url = args.inference_log or os.environ.get(ENVIRONMENT_VARIABLE, "")
+    if not url.strip():
+        return None
+    from machine_learning.serving.inference_log import InferenceLog
+
+    return InferenceLog(url.strip(), args.inference_log_retention_days or DEFAULT_RETENTION_DAYS)
 
 
 def _listen(host: str, port: int) -> socket.socket:

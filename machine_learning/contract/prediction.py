@@ -104,7 +104,9 @@ class ServedModel(BaseModel):
 
 
 class Health(BaseModel):
-    """``GET /health``: ``degraded`` while a newer version fails to load (the old one serves)."""
+    """``GET /health``: ``degraded`` while a newer version fails to load (the old one serves).
+    ``status`` is about the model only; the inference log has fields of its own, since a log
+    that fails drops rows but never an answer."""
 
     status: Literal["ok", "degraded", "unavailable"]
     model_version: str | None
@@ -112,6 +114,10 @@ class Health(BaseModel):
     # The version that failed to load, when one did: a client waiting for it (``ci verify``)
     # stops waiting, since loading the same artifacts again fails the same way.
     failed_version: str | None = None
+    # null without an inference log; "failing" while its rows cannot be written (they are
+    # dropped and counted in /metrics), with the database's one-line reason.
+    inference_log: Literal["ok", "failing"] | None = None
+    inference_log_error: str | None = None
 
 
 class ErrorBody(BaseModel):

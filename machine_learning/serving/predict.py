@@ -253,18 +253,29 @@ class Predictor:
         enforcement, the rows were built or checked with exactly the model's columns)."""
         return self.pipeline.predict_proba(rows)[:, 1]
 
-    def answer_json(self, rows: pd.DataFrame) -> bytes:
-        """The prediction API's response for these battles (contract.PredictResponse)."""
+    def answered(self, rows: pd.DataFrame) -> np.ndarray:
+        """P(side a wins) as the API answers it: float64 (float32's repr is not the rounded
+        value), 6 digits. What the inference log keeps, too."""
         import numpy as np
 
-        p = self.p_a_wins(rows).astype(np.float64)  # float32's repr is not the rounded value
+        return self.p_a_wins(rows).astype(np.float64).round(6)
+
+    def response(
+        self, rows: pd.DataFrame, p: np.ndarray, battle_ids: Sequence[str] | None = None
+    ) -> bytes:
+        """The prediction API's response (contract.PredictResponse) for battles answered ``p``."""
         return response_json(
             self.info.version or None,
             rows["a_name"].tolist(),
             rows["b_name"].tolist(),
-            p.round(6).tolist(),
+            p.tolist(),
             (1 - p).round(6).tolist(),
+            battle_ids,
         )
+
+    def answer_json(self, rows: pd.DataFrame) -> bytes:
+        """The prediction API's response for these battles."""
+        return self.response(rows, self.answered(rows))
 
 
 def load_predictor(info: ModelInfo) -> Predictor:

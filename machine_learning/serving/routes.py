@@ -1,10 +1,12 @@
-"""The service's routes: the versioned API (``/v1/predict``, ``/v1/version``, ``/v1/names``),
-and the probes that stay where probes and scrapers look (``/health``, ``/metrics``, the page).
+"""The service's routes: the versioned API (``/v1/predict``, ``/v1/outcomes``, ``/v1/version``,
+``/v1/names``), and the probes that stay where probes and scrapers look (``/health``,
+``/metrics``, the page).
 
 ``serve.create_app`` mounts the API twice: under ``/v1`` (in the OpenAPI document) and at the
 root, as the aliases older clients call. Request and response are the contract's models
 (``machine_learning.contract.prediction``); ``/v1/predict`` reads its body itself rather than
-through FastAPI's body parameter, to bound it while it arrives and to answer one-line reasons.
+through FastAPI's body parameter, to bound it while it arrives and to answer one-line reasons;
+``/v1/outcomes`` does the same, with the same bounds.
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from machine_learning.contract.failures import first_line
+from machine_learning.contract.inference_log import OutcomesRequest, OutcomesResponse
 from machine_learning.contract.prediction import (
     MAX_BATTLES,
     ErrorBody,
     Health,
     PredictResponse,
     ServedModel,
+)
+from machine_learning.serving.inference_log import (
+    NO_LOG,
+    InferenceLog,
+    InferenceLogDown,
+    request_id,
 )
 from machine_learning.serving.predict import PredictError, Predictor, battle_rows, pokedex
 
@@ -38,24 +48,38 @@ INLINE_BATTLES = 100
 JSON = "application/json"
 TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
 SHAPE = 'send {"battles": [{"a": name, "b": name}, …]} (or raw rows)'
-# The request body's schema is the contract's PredictRequest, added to the document by
-# serve.openapi_document (FastAPI lists only the models of parameters it parses itself).
-PREDICT_REQUEST = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": what}
-    for code, what in (
-        (400, "the body is not JSON"),
-        (413, "too many battles or bytes"),
-        (422, "not the request's shape, an unknown name or a value out of bounds"),
-        (503, "no model loaded yet"),
-    )
-}
+OUTCOMES_SHAPE = 'send {"outcomes": [{"battle_id": id, "winner": "a" or "b"}, …]}'
 
 
-def api_router(follower: ServedModelFollower, metrics: Metrics) -> APIRouter:
+def request_body(model: str) -> dict[str, Any]:
+    """A route's request body as the contract's ``model``, added to the document by
+    serve.openapi_document (FastAPI lists only the models of parameters it parses itself)."""
+    schema = {"$ref": f"#/components/schemas/{model}"}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*reasons: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": what} for code, what in reasons}
+
+
+ERRORS = _errors(
+    (400, "the body is not JSON"),
+    (413, "too many battles or bytes"),
+    (422, "not the request's shape, an unknown name or a value out of bounds"),
+    (503, "no model loaded yet"),
+)
+OUTCOME_ERRORS = _errors(
+    (400, "the body is not JSON"),
+    (404, "this predictor keeps no inference log"),
+    (413, "too many outcomes or bytes"),
+    (422, "not the request's shape"),
+    (503, "the inference log's database does not answer"),
+)
+
+
+def api_router(
+    follower: ServedModelFollower, metrics: Metrics, log: InferenceLog | None = None
+) -> APIRouter:
     """The versioned API, mounted under /v1 and at the root (the aliases)."""
     router = APIRouter()
 
@@ -63,18 +87,36 @@ def api_router(follower: ServedModelFollower, metrics: Metrics) -> APIRouter:
         "/predict",
         response_model=PredictResponse,
         responses=ERRORS,
-        openapi_extra={"requestBody": PREDICT_REQUEST},
+        openapi_extra={"requestBody": request_body("PredictRequest")},
     )
     async def predict(request: Request) -> Response:
-        """Who wins each battle, answered entirely by one version (named in X-Model-Version)."""
+        """Who wins each battle, answered entirely by one version (named in X-Model-Version).
+        With an inference log, each battle's answer carries the battle_id to post its outcome
+        with."""
         started = time.perf_counter()
         served = follower.current  # one version answers the whole request
-        status, body = await answer(request, served)
+        asked_as = request_id(request.headers.get("x-request-id"))
+        status, body = await answer(request, served, log, asked_as)
         metrics.observe(status, time.perf_counter() - started)
         headers = {"X-Model-Version": served.info.version} if served else {}
+        if asked_as:
+            headers["X-Request-Id"] = asked_as
         if isinstance(body, bytes):
             return Response(body, status_code=status, headers=headers, media_type=JSON)
         return JSONResponse(body, status_code=status, headers=headers)
+
+    @router.post(
+        "/outcomes",
+        response_model=OutcomesResponse,
+        responses=OUTCOME_ERRORS,
+        openapi_extra={"requestBody": request_body("OutcomesRequest")},
+    )
+    async def record_outcomes(request: Request) -> JSONResponse:
+        """Who really won battles this service answered (by battle_id): recorded once (a repeat
+        is already_recorded, a contradicting winner is conflicting and the first one kept), ids
+        the log does not hold reported back as unknown. Needs serve --inference-log."""
+        status, body = await outcomes_answer(request, log)
+        return JSONResponse(body, status_code=status)
 
     @router.get("/version", response_model=ServedModel, responses={503: ERRORS[503]})
     def version() -> JSONResponse:
@@ -92,7 +134,12 @@ def api_router(follower: ServedModelFollower, metrics: Metrics) -> APIRouter:
     return router
 
 
-def probe_router(follower: ServedModelFollower, metrics: Metrics, page_html: str) -> APIRouter:
+def probe_router(
+    follower: ServedModelFollower,
+    metrics: Metrics,
+    page_html: str,
+    log: InferenceLog | None = None,
+) -> APIRouter:
     """Unversioned on purpose: probes, scrapers and people look for these at fixed paths."""
     router = APIRouter()
 
@@ -105,6 +152,8 @@ def probe_router(follower: ServedModelFollower, metrics: Metrics, page_html: str
             model_version=served.info.version if served else None,
             error=follower.error or None,
             failed_version=follower.failed_version,
+            inference_log=log.status if log else None,
+            inference_log_error=(log.error or None) if log else None,
         )
         return JSONResponse(body.model_dump(), status_code=503 if served is None else 200)
 
@@ -121,7 +170,12 @@ def probe_router(follower: ServedModelFollower, metrics: Metrics, page_html: str
     return router
 
 
-async def answer(request: Request, served: Predictor | None) -> tuple[int, dict | bytes]:
+async def answer(
+    request: Request,
+    served: Predictor | None,
+    log: InferenceLog | None = None,
+    asked_as: str | None = None,
+) -> tuple[int, dict | bytes]:
     """(status, body) of a predict request: the response's JSON, or a 4xx saying what to fix."""
     if served is None:
         return 503, {"error": "no model loaded yet; see /health"}
@@ -133,10 +187,42 @@ async def answer(request: Request, served: Predictor | None) -> tuple[int, dict 
         return battles
     try:
         if len(battles) > INLINE_BATTLES:
-            return 200, await run_in_threadpool(_scored, served, battles)
-        return 200, _scored(served, battles)
+            return 200, await run_in_threadpool(_scored, served, battles, log, asked_as)
+        return 200, _scored(served, battles, log, asked_as)
     except PredictError as error:
         return 422, {"error": str(error)}
+
+
+async def outcomes_answer(request: Request, log: InferenceLog | None) -> tuple[int, dict]:
+    """(status, body) of an outcomes request: the contract's OutcomesResponse, or one line.
+    Written in a worker thread: the database's round trips never hold up the event loop."""
+    if log is None:
+        return 404, {"error": NO_LOG}
+    raw = await _body(request)
+    if raw is None:
+        return 413, TOO_LARGE
+    posted = _outcomes(raw)
+    if isinstance(posted, tuple):
+        return posted
+    try:
+        recorded = await run_in_threadpool(log.record_outcomes, posted.outcomes)
+    except InferenceLogDown as error:
+        return 503, {"error": str(error)}
+    return 200, recorded.model_dump()
+
+
+def _outcomes(raw: bytes) -> OutcomesRequest | tuple[int, dict]:
+    """The body as the contract's OutcomesRequest, or (status, error): the bounds of /predict,
+    then the first breach of the shape (422)."""
+    document = _document(raw, "outcomes", OUTCOMES_SHAPE)
+    if isinstance(document, tuple):
+        return document
+    try:
+        return OutcomesRequest.model_validate(document)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"])) or "the body"
+        return 422, {"error": f"{where}: {first['msg']}; {OUTCOMES_SHAPE}"}
 
 
 async def _body(request: Request) -> bytes | None:
@@ -153,23 +239,39 @@ async def _body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _battles(raw: bytes) -> list[dict] | tuple[int, dict]:
-    """The body's battles, or (status, error) when it is not the request's shape. Parsed by
-    pydantic's parser: strict JSON (no NaN or Infinity), nesting and numbers bounded, each
-    refused with a reason rather than a RecursionError or a 5,000-digit int."""
+def _document(raw: bytes, key: str, shape: str) -> object | tuple[int, dict]:
+    """The body's JSON, or (status, error): 400 when it is not JSON we accept, 413 when the list
+    under ``key`` holds more than MAX_BATTLES items. Parsed by pydantic's parser: strict JSON
+    (no NaN or Infinity), nesting and numbers bounded, each refused with a reason rather than a
+    RecursionError or a 5,000-digit int."""
     try:
         document = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as error:
-        return 400, {"error": f"the body is not JSON we accept ({first_line(error)}): {SHAPE}"}
+        return 400, {"error": f"the body is not JSON we accept ({first_line(error)}): {shape}"}
+    items = document.get(key) if isinstance(document, dict) else None
+    if isinstance(items, list) and len(items) > MAX_BATTLES:
+        return 413, {"error": f"{len(items):,} {key}; at most {MAX_BATTLES:,} per request"}
+    return document
+
+
+def _battles(raw: bytes) -> list[dict] | tuple[int, dict]:
+    """The body's battles, or (status, error) when it is not the request's shape."""
+    document = _document(raw, "battles", SHAPE)
+    if isinstance(document, tuple):
+        return document
     battles = document.get("battles") if isinstance(document, dict) else None
     if not isinstance(battles, list) or not battles:
         return 422, {"error": f"expected a non-empty list of battles: {SHAPE}"}
-    if len(battles) > MAX_BATTLES:
-        return 413, {"error": f"{len(battles):,} battles; at most {MAX_BATTLES:,} per request"}
     if not all(isinstance(battle, dict) for battle in battles):
         return 422, {"error": "every battle must be an object"}
     return battles
 
 
-def _scored(served: Predictor, battles: list[dict]) -> bytes:
-    return served.answer_json(battle_rows(battles))
+def _scored(
+    served: Predictor, battles: list[dict], log: InferenceLog | None, asked_as: str | None
+) -> bytes:
+    """The answer's body; with a log, its battles queued for the log and their ids answered."""
+    rows = battle_rows(battles)
+    p = served.answered(rows)
+    ids = log.record(served.info.version, asked_as, rows, p) if log else None
+    return served.response(rows, p, ids)

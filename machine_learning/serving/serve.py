@@ -4,7 +4,9 @@ A registry URI with an alias (default ``models:/pokemon-battle@champion``) is po
 ``poll_interval`` seconds; a new version is loaded in the background and swapped in at once
 (one reference assignment), so a request is answered entirely by one version, and says which.
 A version that fails to load leaves the old one serving, and ``/health`` says ``degraded``.
-A folder, ``runs:/`` or ``models:/name/3`` URI serves that fixed model.
+A folder, ``runs:/`` or ``models:/name/3`` URI serves that fixed model. With an inference log
+(``serving.inference_log``) every answered battle is logged, and ``/v1/outcomes`` records who
+won.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from machine_learning.contract.failures import first_line
+from machine_learning.contract.inference_log import OutcomesRequest
 from machine_learning.contract.prediction import API_PREFIX, API_VERSION, PredictRequest
 from machine_learning.serving.predict import ModelInfo, Predictor, load_predictor, resolve_model
 from machine_learning.serving.routes import api_router, probe_router
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from mlflow import MlflowClient
+    from prometheus_client.metrics_core import Metric
+
+    from machine_learning.serving.inference_log import InferenceLog
 
 DEFAULT_POLL_S = 10.0
 COMPONENT = "#/components/schemas/{model}"
@@ -82,11 +90,14 @@ class ServedModelFollower:
         self._stop.set()
 
 
-def create_app(follower: ServedModelFollower, allowed_hosts: list[str]) -> FastAPI:
-    """The HTTP service around the followed model: the API under /v1 and at the root (its
-    aliases), the probes, and the OpenAPI document at /v1/openapi.json. No docs page: FastAPI's
-    loads its scripts from a CDN, which a predictor on a closed network cannot reach."""
-    metrics = Metrics()
+def create_app(
+    follower: ServedModelFollower, allowed_hosts: list[str], log: InferenceLog | None = None
+) -> FastAPI:
+    """The HTTP service around the followed model (and its inference log, if any): the API
+    under /v1 and at the root (its aliases), the probes, and the OpenAPI document at
+    /v1/openapi.json. No docs page: FastAPI's loads its scripts from a CDN, which a predictor on
+    a closed network cannot reach."""
+    metrics = Metrics(log)
     app = FastAPI(
         title="Pokémon battle predictor",
         version=API_VERSION,
@@ -95,31 +106,34 @@ def create_app(follower: ServedModelFollower, allowed_hosts: list[str]) -> FastA
         redoc_url=None,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    api = api_router(follower, metrics)
+    api = api_router(follower, metrics, log)
     app.include_router(api, prefix=API_PREFIX)
-    app.include_router(api, include_in_schema=False)  # /predict, /version, /names: aliases
-    app.include_router(probe_router(follower, metrics, PAGE.read_text(encoding="utf-8")))
+    app.include_router(api, include_in_schema=False)  # /predict, /outcomes, …: aliases
+    app.include_router(probe_router(follower, metrics, PAGE.read_text(encoding="utf-8"), log))
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document of the routes, with the contract's PredictRequest added to its
-    components (the predict route reads its body itself, so FastAPI does not list it)."""
+    """FastAPI's document of the routes, with the contract's PredictRequest and OutcomesRequest
+    added to its components (those routes read their body themselves, so FastAPI does not list
+    them)."""
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        schema = PredictRequest.model_json_schema(ref_template=COMPONENT)
         components = document.setdefault("components", {}).setdefault("schemas", {})
-        components.update(schema.pop("$defs", {}))
-        components["PredictRequest"] = schema
+        for model in (PredictRequest, OutcomesRequest):
+            schema = model.model_json_schema(ref_template=COMPONENT)
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
         app.openapi_schema = document
     return app.openapi_schema
 
 
 class Metrics:
-    """Prometheus counters and a latency histogram of /predict, on a registry of its own."""
+    """Prometheus counters and a latency histogram of /predict, on a registry of its own; the
+    inference log's rows written and dropped, and its queue, when there is one."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: InferenceLog | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -140,6 +154,8 @@ class Metrics:
             "registered version serving (0: a fixed model)",
             registry=self.registry,
         )
+        if log is not None:
+            self.registry.register(InferenceLogCollector(log))
 
     def observe(self, status: int, seconds: float) -> None:
         self.requests.labels(status=str(status)).inc()
@@ -150,3 +166,32 @@ class Metrics:
 
         self.served.set(int(version) if version.isdigit() else 0)
         return generate_latest(self.registry)
+
+
+class InferenceLogCollector:
+    """The log's own counts (kept by its writer and queue), read at each scrape."""
+
+    def __init__(self, log: InferenceLog) -> None:
+        self.log = log
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily(
+            "inference_log_rows_written",
+            "answered battles written to the inference log",
+            value=self.log.written,
+        )
+        dropped = CounterMetricFamily(
+            "inference_log_rows_dropped",
+            "answered battles not logged: the queue was full, or the database failed",
+            labels=["reason"],
+        )
+        for reason, count in self.log.dropped.items():
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield GaugeMetricFamily(
+            "inference_log_queue_rows",
+            "answered battles waiting for the writer",
+            value=self.log.queue.battles,
+        )

@@ -9,12 +9,10 @@ be loaded, and refuse what it should refuse.
 from __future__ import annotations
 
 import csv
-import http.client
 import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -25,11 +23,20 @@ import pytest
 
 from tests.conftest import REPO_ROOT, cli_env, run_cli
 from tests.docker_stack import free_port
+from tests.http_service import Service
 from tests.native_stack import predictor_command
+from tests.tcp_relay import Relay
 
 pytestmark = pytest.mark.integration
 SMALL = ("--n-battles", "2000", "--n-test", "300")
-HEALTHY_V1 = {"status": "ok", "model_version": "1", "error": None, "failed_version": None}
+HEALTHY_V1 = {
+    "status": "ok",
+    "model_version": "1",
+    "error": None,
+    "failed_version": None,
+    "inference_log": None,
+    "inference_log_error": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -169,84 +176,12 @@ def test_a_bad_row_further_down_keeps_the_chunks_before_it(stack, registry, tmp_
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
-class Service:
-    """The compose file's predictor service as a local process (as the native stack runs the
-    mlflow service), and requests to it."""
-
-    def __init__(self, stack, model_uri: str, cwd, flags: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        overrides = {"--model-uri": model_uri, "--poll-interval": "0.5"} | (flags or {})
-        self.log = cwd / f"predictor-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                predictor_command(stack.tracking_uri, self.port, overrides),
-                cwd=cwd, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.wait_for(lambda: self.get("/health")[0] == 200, "the service to answer /health")
-
-    def request(self, path: str, body: dict | bytes | None = None, host: str | None = None):
-        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data)
-        if host:
-            request.add_header("Host", host)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, _decoded(answer.read()), answer.headers
-        except urllib.error.HTTPError as error:
-            return error.code, _decoded(error.read()), error.headers
-        except (urllib.error.URLError, ConnectionError):
-            return 0, None, {}
-
-    def declared_body(self, length: int) -> int:
-        """The status of a POST that announces ``length`` bytes and sends none of them."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.putrequest("POST", "/predict")
-            connection.putheader("Content-Length", str(length))
-            connection.endheaders()
-            return connection.getresponse().status
-        finally:
-            connection.close()
-
-    def get(self, path: str, host: str | None = None):
-        return self.request(path, host=host)[:2]
-
-    def text(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=30) as answer:
-            return answer.read().decode()
-
-    def wait_for(self, condition, what: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited: {self.log.read_text()}")
-            if condition():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def _decoded(body: bytes):
-    try:
-        return json.loads(body or b"null")
-    except json.JSONDecodeError:
-        return body.decode(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def predictor(stack, registry):
     """One predictor process for the module's tests (each start loads MLflow and the model)."""
     client, name, root = registry
     client.set_registered_model_alias(name, "champion", "1")
-    running = Service(stack, f"models:/{name}@champion", root)
+    running = Service(stack.tracking_uri, f"models:/{name}@champion", root)
     yield running
     running.stop()
 
@@ -481,7 +416,10 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_exit_2(stack, registry):
 def test_serve_takes_mlflows_allowed_hosts_form_and_refuses_an_empty_one(stack, registry):
     _, _, root = registry
     running = Service(
-        stack, str(root / "xgboost" / "model"), root, {"--allowed-hosts": "localhost:*,127.0.0.1:*"}
+        stack.tracking_uri,
+        str(root / "xgboost" / "model"),
+        root,
+        {"--allowed-hosts": "localhost:*,127.0.0.1:*"},
     )
     try:
         assert running.get("/health")[0] == 200
@@ -498,41 +436,6 @@ def test_serve_takes_mlflows_allowed_hosts_form_and_refuses_an_empty_one(stack, 
     assert line.startswith("error: argument --allowed-hosts: no host given")
 
 
-class Forwarder:
-    """A TCP relay to the tracking server, started late: a registry that comes back."""
-
-    def __init__(self, target: str) -> None:
-        self.target = urllib.parse.urlsplit(target)
-        self.port = free_port()
-
-    def start(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((self.target.hostname, self.target.port))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            sink.close()
-
-    def stop(self) -> None:
-        self.server.close()
-
-
 def test_serve_started_while_the_registry_is_down_serves_the_champion_once_it_is_back(
     stack, registry
 ):
@@ -541,7 +444,8 @@ def test_serve_started_while_the_registry_is_down_serves_the_champion_once_it_is
     _, name, root = registry
     # Whatever an earlier test of the module left as champion (the page's test moves it).
     champion = mlflow.MlflowClient(stack.tracking_uri).get_model_version_by_alias(name, "champion")
-    registry_later = Forwarder(stack.tracking_uri)
+    tracking = urllib.parse.urlsplit(stack.tracking_uri)
+    registry_later = Relay(tracking.hostname, tracking.port)
     port = free_port()
     command = predictor_command(
         f"http://127.0.0.1:{registry_later.port}", port,

@@ -21,7 +21,7 @@ def test_help_lists_the_commands_and_imports_nothing_heavy(tmp_path):
             "-c",
             "import sys; from machine_learning.cli import build_parser; "
             "build_parser().format_help(); "
-            "heavy = ('mlflow', 'xgboost', 'pandas', 'sklearn'); "
+            "heavy = ('mlflow', 'xgboost', 'pandas', 'sklearn', 'sqlalchemy'); "
             "print(sorted(m for m in heavy if m in sys.modules))",
         ],
         capture_output=True,

@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
-import uvicorn
 
 from ci.verify import SMOKE, probabilities
+from machine_learning.contract.inference_log import OutcomesRequest, OutcomesResponse
 from machine_learning.contract.prediction import PredictRequest, PredictResponse
 from machine_learning.datasets import RAW_COLUMNS
 from machine_learning.serving.predict import ModelInfo, Predictor
 from machine_learning.serving.routes import INLINE_BATTLES
 from machine_learning.serving.serve import ServedModelFollower, create_app
-from tests.docker_stack import free_port
+from tests.http_service import served
 
 
 class HeldModel:
@@ -39,19 +38,8 @@ def test_health_answers_while_a_large_request_is_being_scored():
     model = HeldModel()
     follower = ServedModelFollower("models:/m/1", client=None)
     follower.current = Predictor(ModelInfo("models:/m/1", "m", "1"), model)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(follower, ["127.0.0.1"]), port=port, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
     answers: list[dict] = []
-    try:
-        for _ in range(600):
-            if server.started:
-                break
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
+    with served(create_app(follower, ["127.0.0.1"])) as url:
         battles = [{"a": "pikachu", "b": "mew"}] * (INLINE_BATTLES + 1)
         body = json.dumps({"battles": battles}).encode()
 
@@ -61,14 +49,13 @@ def test_health_answers_while_a_large_request_is_being_scored():
 
         asking = threading.Thread(target=ask)
         asking.start()
-        assert model.scoring.wait(30)
-        with urllib.request.urlopen(url + "/health", timeout=10) as health:  # not queued behind
-            assert json.loads(health.read())["model_version"] == "1"
-        model.release.set()
-        asking.join(30)
-    finally:
-        model.release.set()
-        server.should_exit = True
+        try:
+            assert model.scoring.wait(30)
+            with urllib.request.urlopen(url + "/health", timeout=10) as health:  # not queued
+                assert json.loads(health.read())["model_version"] == "1"
+        finally:
+            model.release.set()
+            asking.join(30)
     assert [p["p_a_wins"] for p in answers[0]["predictions"]] == [0.75] * (INLINE_BATTLES + 1)
 
 
@@ -84,17 +71,8 @@ def service():
     """A real uvicorn on loopback serving a stand-in model as registered version 7."""
     follower = ServedModelFollower("models:/m/7", client=None)
     follower.current = Predictor(ModelInfo("models:/m/7", "m", "7"), HalfModel())
-    port = free_port()
-    app = create_app(follower, ["127.0.0.1"])
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    for _ in range(600):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
+    with served(create_app(follower, ["127.0.0.1"])) as url:
+        yield url
 
 
 def call(url: str, body: bytes | None = None) -> tuple[int, object]:
@@ -160,18 +138,24 @@ def test_serve_and_verify_share_one_schema(service):
     components = document["components"]["schemas"]
     predict = document["paths"]["/v1/predict"]["post"]
     assert "/predict" not in document["paths"]  # the aliases are not a second API
+    assert "/outcomes" not in document["paths"]
 
     def resolved(schema: dict) -> dict:
         name = schema["$ref"].rsplit("/", 1)[1]
-        model = {"PredictRequest": PredictRequest, "PredictResponse": PredictResponse}[name]
+        model = {
+            model.__name__: model
+            for model in (PredictRequest, PredictResponse, OutcomesRequest, OutcomesResponse)
+        }[name]
         expected = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for nested, definition in expected.pop("$defs", {}).items():
             assert components[nested] == definition, nested
         return components[name] == expected
 
-    request = predict["requestBody"]["content"]["application/json"]["schema"]
-    response = predict["responses"]["200"]["content"]["application/json"]["schema"]
-    assert resolved(request) and resolved(response)
+    outcomes = document["paths"]["/v1/outcomes"]["post"]
+    for route in (predict, outcomes):
+        request = route["requestBody"]["content"]["application/json"]["schema"]
+        response = route["responses"]["200"]["content"]["application/json"]["schema"]
+        assert resolved(request) and resolved(response)
     assert predict["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ErrorBody"
     )

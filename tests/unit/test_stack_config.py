@@ -85,9 +85,10 @@ def test_lean_settings_by_default_and_overridable():
     assert busy.environment["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
-def test_the_database_password_never_reaches_the_native_server():
-    spec = compose_service("mlflow", {"POSTGRES_PASSWORD": "hunter2"})
-    assert "MLFLOW_BACKEND_STORE_URI" not in spec.environment
+@pytest.mark.parametrize("service", ["mlflow", "predictor"])
+def test_the_database_password_never_reaches_the_native_processes(service):
+    spec = compose_service(service, {"POSTGRES_PASSWORD": "hunter2"})
+    assert not any("hunter2" in value for value in spec.environment.values())
     assert not any("hunter2" in arg for arg in spec.command)
 
 
