@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from ci.github import GitHubClient
-    from ci.monitor_log import InferenceLog
+    from ci.monitor_log import LogReader
     from ci.monitor_record import MonitorRecord
 
 
@@ -127,7 +127,7 @@ def run_monitor(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from ci.monitor import PassRules, describe, monitoring_pass
-    from ci.monitor_log import InferenceLog
+    from ci.monitor_log import LogReader
     from ci.monitor_profiles import ReferenceProfiles
     from ci.monitor_summary import render
     from ci.monitor_thresholds import MONITOR
@@ -143,7 +143,7 @@ def run_monitor(args: argparse.Namespace) -> int:
             "K breaching windows must be among the last N"
         )
     rules = PassRules(args.window, args.windows, args.min_breaches, args.min_rows)
-    with InferenceLog(args.inference_log) as log:
+    with LogReader(args.inference_log) as log:
         client = _client(args, mutating=False)
         _require_registered_model(client, args.model_name)
         thresholds, source = load_thresholds(client, args.model_name, MONITOR)
@@ -176,7 +176,7 @@ def _workflow_outputs(record: MonitorRecord) -> None:
         append_github_file("GITHUB_OUTPUT", f"reason={reason}", os.environ)
 
 
-def _write_dashboard(log: InferenceLog, record: MonitorRecord, path: Path) -> None:
+def _write_dashboard(log: LogReader, record: MonitorRecord, path: Path) -> None:
     from datetime import datetime
 
     from ci import monitor_dashboard
@@ -258,7 +258,7 @@ def run_verify(args: argparse.Namespace) -> int:
     expected = args.expect_version or (str(champion.version) if champion else "")
     if not expected:
         raise BadInput(f"{args.model_name} has no {CHAMPION}: nothing to verify")
-    service = PredictorClient(predictor_url)
+    service = PredictorClient(predictor_url, synthetic=True)
     try:
         wait_for_version(service, expected, args.timeout)
         smoke(service, expected)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ci.monitor_log import MAX_WINDOW_ROWS, InferenceLog
+from ci.monitor_log import MAX_WINDOW_ROWS, LogReader
 from ci.monitor_record import MeasuredWindow, MonitorRecord, WindowRecord, build_record
 from machine_learning.monitoring.window import measure_window
 
@@ -41,7 +41,7 @@ def window_bounds(now: datetime, seconds: int, count: int) -> list[tuple[datetim
 
 
 def measure(
-    log: InferenceLog, profiles: ReferenceProfiles, start: datetime, end: datetime
+    log: LogReader, profiles: ReferenceProfiles, start: datetime, end: datetime
 ) -> MeasuredWindow:
     """One window: every version that answered in it, measured against its own profile."""
     measurements, unprofiled, logged = [], {}, {}
@@ -59,7 +59,7 @@ def measure(
 
 
 def monitoring_pass(
-    log: InferenceLog,
+    log: LogReader,
     profiles: ReferenceProfiles,
     thresholds: list[MonitorThreshold],
     rules: PassRules,

@@ -24,7 +24,7 @@ from ci.monitor_decision import WindowStatus
 from machine_learning.monitoring.names import drift_metric
 
 if TYPE_CHECKING:
-    from ci.monitor_log import InferenceLog
+    from ci.monitor_log import LogReader
     from ci.monitor_record import MonitorRecord
 
 SVG_METADATA = ("Creator", "Date", "Format", "Type")  # left out: the page is the same each pass
@@ -57,7 +57,7 @@ class ServedChange:
         return f"{verb} v{self.version}" if self.is_rollback else f"v{self.version} {verb}"
 
 
-def served_changes(log: InferenceLog, start: datetime, end: datetime) -> list[ServedChange]:
+def served_changes(log: LogReader, start: datetime, end: datetime) -> list[ServedChange]:
     """When the answering version changed in ``[start, end)``, one change per swap."""
     changes = log.version_changes(start, end, MAX_CHANGES)
     return settled([ServedChange(at, new, old) for at, new, old in changes])

@@ -78,7 +78,7 @@ def parse_url(text: str) -> URL:
     return url
 
 
-class InferenceLog:
+class LogReader:
     """A read-only view of the log: which versions answered in a window, and their rows."""
 
     def __init__(self, url_text: str) -> None:
@@ -86,7 +86,7 @@ class InferenceLog:
         self.shown = redacted(url_text)
         self._engine = _engine(self.url)
 
-    def __enter__(self) -> InferenceLog:
+    def __enter__(self) -> LogReader:
         with self._failures("reading"):
             from sqlalchemy import inspect
 

@@ -10,11 +10,12 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from machine_learning.contract.prediction import API_PREFIX
+from machine_learning.contract.prediction import API_PREFIX, SYNTHETIC_REQUEST_PREFIX
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -34,6 +35,7 @@ class PredictorClient:
 
     url: str
     timeout_s: float = 30.0  # for one call; wait_for_version bounds its whole wait
+    synthetic: bool = False  # canary requests: answered, kept out of the inference log
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def get(self, path: str, timeout_s: float | None = None) -> tuple[int, Any, str]:
@@ -48,6 +50,8 @@ class PredictorClient:
         body = json.dumps(payload).encode()
         request = urllib.request.Request(self._url(path), data=body, method="POST")
         request.add_header("Content-Type", "application/json")
+        if self.synthetic:
+            request.add_header("X-Request-Id", f"{SYNTHETIC_REQUEST_PREFIX}{uuid.uuid4().hex}")
         return self._call(request, None)
 
     def _url(self, path: str) -> str:

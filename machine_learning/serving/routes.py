@@ -24,6 +24,7 @@ from machine_learning.contract.failures import first_line
 from machine_learning.contract.inference_log import OutcomesRequest, OutcomesResponse
 from machine_learning.contract.prediction import (
     MAX_BATTLES,
+    SYNTHETIC_REQUEST_PREFIX,
     ErrorBody,
     Health,
     PredictResponse,
@@ -273,5 +274,6 @@ def _scored(
     """The answer's body; with a log, its battles queued for the log and their ids answered."""
     rows = battle_rows(battles)
     p = served.answered(rows)
-    ids = log.record(served.info.version, asked_as, rows, p) if log else None
+    logged = log is not None and not (asked_as or "").startswith(SYNTHETIC_REQUEST_PREFIX)
+    ids = log.record(served.info.version, asked_as, rows, p) if logged else None
     return served.response(rows, p, ids)

@@ -274,11 +274,11 @@ def test_an_unknown_registered_model_is_bad_input(stack, served, sqlite_log, tmp
 
 
 def test_many_battles_are_measured_on_a_bounded_sample(served, sqlite_log):
-    from ci.monitor_log import InferenceLog
+    from ci.monitor_log import LogReader
 
     fill(sqlite_log, served, 0, 1_500)
     now = datetime.now(UTC)
-    with InferenceLog(sqlite_log[0]) as log:
+    with LogReader(sqlite_log[0]) as log:
         assert log.versions(now - timedelta(days=1), now) == {"1": 1_500}
         rows = log.rows("1", now - timedelta(days=1), now, limit=1_000)
     assert len(rows.battles) == 1_000 and rows.battles.shape[1] == 16

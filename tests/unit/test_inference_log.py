@@ -119,6 +119,19 @@ def test_the_request_id_is_cut_to_the_columns_length(logged):
     assert row["request_id"] == long[:REQUEST_ID_CHARS]
 
 
+def test_a_synthetic_request_is_answered_and_kept_out_of_the_log(logged, tmp_path):
+    """ci verify's canary battles: a monitor would read them as traffic (and they never get an
+    outcome). Its client marks them; the predictor answers them and logs nothing."""
+    from machine_learning.serving.client import PredictorClient
+
+    base, log, url = logged
+    status, answer, _ = PredictorClient(base, synthetic=True).predict(PAIRS["battles"])
+    assert status == 200 and "battle_id" not in answer["predictions"][0]
+    kept, _ = predicted(base)
+    assert log.flush()
+    assert [row["battle_id"] for row in table_rows(url, battles)] == [p["battle_id"] for p in kept]
+
+
 def outcomes_of(base: str, *pairs: tuple[str, str], path: str = "/v1/outcomes"):
     body = {"outcomes": [{"battle_id": battle, "winner": winner} for battle, winner in pairs]}
     status, answer, _ = request(base + path, body)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ci.monitor_dashboard import ServedChange, served_changes, settled, write
-from ci.monitor_log import InferenceLog
+from ci.monitor_log import LogReader
 from ci.monitor_record import MeasuredWindow, build_record
 from ci.monitor_thresholds import MonitorThreshold
 from machine_learning.contract.inference_log import battles, metadata
@@ -56,7 +56,7 @@ def test_promotions_and_rollbacks_come_from_the_log_and_a_swap_counts_once(tmp_p
     )
     with engine.begin() as connection:
         connection.execute(battles.insert(), [_row(at, v, i) for i, (at, v) in enumerate(served)])
-    with InferenceLog(f"sqlite:///{tmp_path / 'log.db'}") as log:
+    with LogReader(f"sqlite:///{tmp_path / 'log.db'}") as log:
         changes = served_changes(log, T0, T0 + timedelta(hours=1))
         later = served_changes(log, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
     assert [(c.at, c.version, c.previous, c.label()) for c in changes] == [

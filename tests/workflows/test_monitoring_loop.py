@@ -21,17 +21,19 @@ from tests.workflows.story import TRAIN, failure_details
 
 pytestmark = pytest.mark.integration
 MONITOR = "monitor.yml"
+PASSWORD = f"log-{uuid.uuid4().hex}"
 
 
 @pytest.fixture
 def log_url():
-    """A PostgreSQL database of its own for the inference log, dropped afterwards."""
+    """A PostgreSQL database of its own for the inference log, dropped afterwards; its URL has
+    a password (the machine's trust authentication ignores it) that must show nowhere."""
     import psycopg
 
     name = f"inference_log_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(DEFAULT_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    yield f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:5432/{name}"
     with psycopg.connect(DEFAULT_ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -77,7 +79,9 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
     try:
         merged = story.push("refs/heads/main", 130, "loop-merge")
         assert merged.conclusion == "success", failure_details(merged)
-        assert "verified: the predictor serves v1" in merged.step("Verify the served champion").output
+        assert (
+            "verified: the predictor serves v1" in merged.step("Verify the served champion").output
+        )
 
         asked = traffic(url, tmp_path, seed=7)
         assert "600 battles asked" in asked and "600 recorded" in asked
@@ -114,10 +118,13 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
         v2 = client.get_model_version_by_alias("pokemon-battle", "champion")
         params = client.get_run(v2.run_id).data.params
         assert int(params["inference_log_battles"]) > 300  # the log's battles were trained on
-        assert log_url.split("@")[0] not in json.dumps(client.get_run(v2.run_id).data.tags)
+        run = client.get_run(v2.run_id).data
+        assert PASSWORD not in json.dumps([run.tags, run.params])
 
         traffic(url, tmp_path, seed=8)  # now answered by v2
-        event = Event("workflow_dispatch", "refs/heads/main", 133, inputs=inputs | {"retrain": False})
+        event = Event(
+            "workflow_dispatch", "refs/heads/main", 133, inputs=inputs | {"retrain": False}
+        )
         second = runner.run(MONITOR, "retrain", event)
         assert second.conclusion == "skipped" and len(story.github.dispatches) == 1
         files = report(story, 133)
@@ -125,6 +132,7 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
         assert {v["measurement"]["version"] for v in latest["versions"]} == {"1", "2"}
         page = files["dashboard.html"].decode()
         assert "v2 promoted" in page and page.count("<svg") == 3
+        assert PASSWORD not in page + files["monitor.json"].decode()
     finally:
         for name in ("MLFLOW_TRACKING_URI", "PREDICTOR_URL"):
             runner.vars.pop(name, None)
