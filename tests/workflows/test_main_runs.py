@@ -123,3 +123,19 @@ def test_a_cache_outage_on_main_recovers_the_state_from_its_durable_copy(story):
     assert story.artifact(117)["champion"] is not None  # not judged as a new lineage's first
     recovered = result.step("Recover the state if the cache lost it").output
     assert "restored the `mlflow-state` artifact of run" in recovered
+
+
+def test_a_scheduled_monitor_in_stack_mode_watches_nothing_and_keeps_mains_snapshot_read(story):
+    """monitor.yml on its schedule without a team server: no predictor outlives a job, so it
+    says there is nothing to watch, and reading main's newest snapshot keeps it in the cache
+    (GitHub evicts entries unread for 7 days)."""
+    story.merged()
+    event = Event("schedule", "refs/heads/main", 140, payload={"schedule": "23 4 * * *"})
+    result = story.runner.run("monitor.yml", "monitor", event)
+    assert result.conclusion == "success", failure_details(result)
+    assert "nothing to watch" in result.step("Nothing to watch in stack mode").output
+    read = result.step("Read the newest state snapshot")
+    assert read.outcome == "success" and "refs/heads/main-103-1" in read.output, read.output
+    for step in ("Watch the champion", "Upload the monitoring report"):
+        assert result.step(step).outcome == "skipped", step
+    assert story.github.dispatches == []
