@@ -65,7 +65,7 @@ def _summary(record: dict, output_dir: Path) -> None:
     plots = sorted(path.name for path in (output_dir / "plots").rglob("*.png"))
     print(
         f"\nfiles in {output_dir}/: metrics.json, run.json, model/ (MLflow format), "
-        f"plots/ ({len(plots)} PNG)"
+        f"plots/ ({len(plots)} PNG, and profile.json: the monitor's reference)"
     )
     print(f"MLflow run {record['run_id']}, model {record['model_uri']}")
     if record.get("run_url"):
