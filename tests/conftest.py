@@ -215,6 +215,7 @@ SCHEDULE = (
     "tests/integration/test_serving.py",
     "tests/workflows/test_static.py",
     "tests/workflows/test_pull_request_runs.py",
+    "tests/workflows/test_monitoring_loop.py",
     "tests/workflows/test_github_rules.py",
     "tests/integration/test_state.py",
     "tests/workflows/test_standalone_runs.py",
