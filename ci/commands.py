@@ -128,7 +128,7 @@ def run_monitor(args: argparse.Namespace) -> int:
 
     from ci.monitor import PassRules, describe, monitoring_pass
     from ci.monitor_log import LogReader
-    from ci.monitor_profiles import ReferenceProfiles
+    from ci.monitor_profiles import ReferenceProfiles, champion_version
     from ci.monitor_summary import render
     from ci.monitor_thresholds import MONITOR
     from ci.monitor_tracking import log_pass
@@ -148,7 +148,9 @@ def run_monitor(args: argparse.Namespace) -> int:
         _require_registered_model(client, args.model_name)
         thresholds, source = load_thresholds(client, args.model_name, MONITOR)
         profiles = ReferenceProfiles(client, args.model_name)
-        record = monitoring_pass(log, profiles, thresholds, rules, datetime.now(UTC), source)
+        champion = champion_version(client, args.model_name)
+        now = datetime.now(UTC)
+        record = monitoring_pass(log, profiles, thresholds, rules, now, source, champion)
         record.write(args.output)  # first: the decision is on disk whatever happens next
         _workflow_outputs(record)
         if args.dashboard:

@@ -65,8 +65,10 @@ def monitoring_pass(
     rules: PassRules,
     now: datetime,
     thresholds_source: str = "",
+    champion: str = "",
 ) -> MonitorRecord:
-    """Measure the last ``rules.n_windows`` windows up to ``now``, judge them and decide."""
+    """Measure the last ``rules.n_windows`` windows up to ``now``, judge them and decide about
+    ``champion`` (the version serving now; see MonitorRecord)."""
     windows = [
         measure(log, profiles, start, end)
         for start, end in window_bounds(now, rules.window_seconds, rules.n_windows)
@@ -82,6 +84,7 @@ def monitoring_pass(
         n_windows=rules.n_windows,
         thresholds_source=thresholds_source,
         unprofiled_versions=dict(profiles.reasons),
+        champion=champion,
     )
 
 
@@ -102,7 +105,8 @@ def describe(record: MonitorRecord) -> list[str]:
         for version, reason in sorted(record.unprofiled_versions.items())
     ]
     verdict = "retrain" if record.decision.retrain else "keep the champion"
-    return [*lines, f"decision: {verdict}: {record.decision.reason}"]
+    about = f" ({shown(record.champion)}, the champion)" if record.champion else ""
+    return [*lines, f"decision{about}: {verdict}: {record.decision.reason}"]
 
 
 def _window_line(window: WindowRecord) -> str:

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
 MAX_VERSION_DIGITS = 12  # registry versions are counters; anything longer is not one
 
 
+def champion_version(client: MlflowClient, model_name: str) -> str:
+    """The version behind the champion alias, "" when there is none (the registry's other
+    failures propagate: exit 3)."""
+    from mlflow.exceptions import MlflowException
+
+    from machine_learning.contract.mlflow_names import CHAMPION
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return ""
+        raise
+
+
 class ReferenceProfiles:
     """The profiles of one registered model's versions, each read at most once."""
 

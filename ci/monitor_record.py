@@ -104,6 +104,12 @@ class MonitorRecord(JsonRecord):
 
     ``unprofiled_versions`` says why each version counted in a window's ``unprofiled_rows``
     could not be judged (not a version of the model, no profile.json in its run, ...).
+
+    ``champion`` is the version behind the alias when the pass ran ("" when none could be
+    read). The decision is about it: a window counts as breached when the champion breached
+    in it, so a version it replaced (whose battles linger in the windows after a promotion)
+    cannot call for a retraining of the model that replaced it. A window's ``status`` still
+    says whether any version breached in it, for the reader.
     """
 
     model_name: str
@@ -115,6 +121,7 @@ class MonitorRecord(JsonRecord):
     min_rows: int = MIN_ROWS
     thresholds_source: str = ""
     unprofiled_versions: dict[str, str] = field(default_factory=dict)
+    champion: str = ""
 
     def __post_init__(self) -> None:
         _instant(self.generated_at, "generated_at")
@@ -141,9 +148,8 @@ class MonitorRecord(JsonRecord):
                         f"window {window.start[:40]}, version {entry.judgement.version[:20]}: "
                         "the judgement does not follow from the measurement and thresholds"
                     )
-        statuses = [window.status for window in self.windows]
         rule = (self.decision.min_breaches, self.decision.n_windows)
-        if decide(statuses, *rule) != self.decision:
+        if decide(decision_statuses(self.windows, self.champion), *rule) != self.decision:
             raise ValueError("the decision does not follow from the windows' statuses")
 
     @property
@@ -176,6 +182,7 @@ def build_record(
     n_windows: int,
     thresholds_source: str = "",
     unprofiled_versions: dict[str, str] | None = None,
+    champion: str = "",
 ) -> MonitorRecord:
     """Judge measured windows (oldest first) and decide; ``unprofiled_versions`` says why
     each version without a measurement could not be judged."""
@@ -196,7 +203,7 @@ def build_record(
                 dict(window.logged_rows),
             )
         )
-    decision = decide([w.status for w in records], min_breaches, n_windows)
+    decision = decide(decision_statuses(records, champion), min_breaches, n_windows)
     return MonitorRecord(
         model_name=model_name,
         generated_at=generated_at,
@@ -207,7 +214,22 @@ def build_record(
         min_rows=min_rows,
         thresholds_source=thresholds_source,
         unprofiled_versions=dict(unprofiled_versions or {}),
+        champion=champion,
     )
+
+
+def decision_statuses(windows: list[WindowRecord], champion: str) -> list[WindowStatus]:
+    """What the decision counts per window: the champion's own status there (not enough data
+    where it did not serve), or, with no champion known, the window's."""
+    if not champion:
+        return [window.status for window in windows]
+    return [
+        next(
+            (v.judgement.status for v in window.versions if v.measurement.version == champion),
+            WindowStatus.NOT_ENOUGH_DATA,
+        )
+        for window in windows
+    ]
 
 
 def _instant(text: str, name: str) -> datetime:

@@ -42,6 +42,10 @@ from machine_learning.models import ModelName
 from machine_learning.recent_battles import DEFAULT_SINCE
 from machine_learning.simulator import Scenario
 
+# Logged battles enough to stand for the traffic as a model's reference (the monitor judges a
+# window on no fewer than 200 battles either; see write_profile).
+REFERENCE_FROM_LOG = 200
+
 if TYPE_CHECKING:
     import numpy as np
     from sklearn.pipeline import Pipeline
@@ -182,20 +186,32 @@ def fit(model: ModelName, config: TrainConfig, data: BattleData, plots_dir: Path
         plots = write_plots(
             data.test[LABEL].to_numpy(), test_probabilities, feature_importance(pipeline), plots_dir
         )
-        profile = write_profile(config, data, test_probabilities, plots_dir)
+        recent = None if data.recent_test is None else win_probability(pipeline, data.recent_test)
+        profile = write_profile(config, data, test_probabilities, recent, plots_dir)
     return TrainedModel(model, pipeline, metrics, model_params(pipeline), profile, plots)
 
 
 def write_profile(
-    config: TrainConfig, data: BattleData, test_probabilities: np.ndarray, out_dir: Path
+    config: TrainConfig,
+    data: BattleData,
+    test_probabilities: np.ndarray,
+    recent_probabilities: np.ndarray | None,
+    out_dir: Path,
 ) -> Path:
     """profile.json beside the plots: bins, shares and a small sample per feature of the
-    training battles, and of the predicted probability on the test battles; never raw rows."""
+    training battles, and of the predicted probability on the test battles; never raw rows.
+
+    A model trained on at least REFERENCE_FROM_LOG logged battles (with a recent test set) was
+    adapted to the traffic that came in: its reference is that traffic (the logged battles, its
+    predictions on the recent test set), so the monitor asks whether the world moved again
+    since. Against the simulated battles it would still see the drift it was retrained for,
+    and ask for a retraining every pass."""
     from machine_learning.monitoring.profile import PROFILE_FILE, build_profile
 
-    profile = build_profile(
-        data.train, test_probabilities, config.dataset_version, seed=config.seed
-    )
+    battles, probabilities = data.train, test_probabilities
+    if data.logged >= REFERENCE_FROM_LOG and recent_probabilities is not None:
+        battles, probabilities = data.train.tail(data.logged), recent_probabilities
+    profile = build_profile(battles, probabilities, config.dataset_version, seed=config.seed)
     path = out_dir / PROFILE_FILE
     profile.write(path)
     return path

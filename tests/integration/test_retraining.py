@@ -179,3 +179,23 @@ def test_an_empty_or_unreadable_window_is_bad_input(tmp_path, window):
 
 def _ci(stack, cwd: Path, *args: str):
     return run_cli(*args, cwd=cwd, module="ci", env=cli_env(MLFLOW_TRACKING_URI=stack.tracking_uri))
+
+
+def test_a_model_trained_on_the_log_takes_the_logs_traffic_as_its_reference(trained):
+    """The monitor compares a version's battles with its profile: the plain champion's is the
+    simulation (balanced traffic drifts from it), the retrained one's is the logged traffic
+    (the same traffic does not), so the loop settles after a retraining instead of asking for
+    another every pass."""
+    from machine_learning.datasets import LABEL, battles
+    from machine_learning.monitoring.drift import window_drift
+    from machine_learning.monitoring.profile import ReferenceProfile
+    from machine_learning.simulator import Scenario
+
+    root, _ = trained
+    traffic = battles(600, Scenario.BALANCED, 13).drop(columns=[LABEL])
+    p = [0.5] * len(traffic)
+    psi = {}
+    for name in ("plain", "with_log"):
+        profile = ReferenceProfile.read(root / name / "plots" / "profile.json")
+        psi[name] = {d.feature: d.psi for d in window_drift(profile, traffic, p)}
+    assert psi["plain"]["diff_bst"] > 1.0 and psi["with_log"]["diff_bst"] < 0.2

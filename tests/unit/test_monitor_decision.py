@@ -337,3 +337,41 @@ def test_a_tampered_or_inconsistent_record_is_refused(tmp_path, change, message)
     with pytest.raises(RecordError, match=message) as raised:
         MonitorRecord.read(path)
     assert str(path) in str(raised.value)
+
+
+def _champion_record(champion: str):
+    """v3 breaches in both windows; v4, promoted during the second, is healthy there."""
+    drifting, replacement = _measurement(psi=0.9, version="3"), _measurement(version="4")
+    windows = [
+        MeasuredWindow(
+            f"2026-12-0{i + 1}T00:00:00+00:00", f"2026-12-0{i + 2}T00:00:00+00:00", measured
+        )
+        for i, measured in enumerate([[drifting], [drifting, replacement]])
+    ]
+    return build_record(
+        "pokemon-battle",
+        "2026-12-03T00:00:00+00:00",
+        86_400,
+        RULES,
+        windows,
+        min_breaches=2,
+        n_windows=5,
+        champion=champion,
+    )
+
+
+@pytest.mark.parametrize(("champion", "retrain"), [("4", False), ("3", True), ("", True)])
+def test_the_decision_is_about_the_champion_not_the_version_it_replaced(champion, retrain):
+    """After a promotion, the replaced version's battles linger in the windows: they must not
+    call for retraining the model that replaced it (the loop would never settle). With no
+    champion known, any version's breach counts."""
+    record = _champion_record(champion)
+    assert [w.status for w in record.windows] == [B, B]  # what the reader sees is unchanged
+    assert record.decision.retrain is retrain
+    assert MonitorRecord.from_dict(record.to_dict(), "monitor.json") == record
+
+
+def test_a_record_whose_champion_was_edited_is_refused():
+    data = _champion_record("3").to_dict() | {"champion": "4"}
+    with pytest.raises(RecordError, match="decision does not follow"):
+        MonitorRecord.from_dict(data, "monitor.json")
