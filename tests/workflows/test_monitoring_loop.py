@@ -87,7 +87,8 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
         assert "600 battles asked" in asked and "600 recorded" in asked
 
         inputs = {"windows": 3, "min-breaches": 1}
-        event = Event("workflow_dispatch", "refs/heads/main", 131, inputs=inputs)
+        asked_to = inputs | {"retrain": True}
+        event = Event("workflow_dispatch", "refs/heads/main", 131, inputs=asked_to)
         retrain = runner.run(MONITOR, "retrain", event)
         watched = retrain.needs["monitor"]
         assert watched.conclusion == "success", failure_details(watched)
@@ -122,14 +123,19 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
         assert PASSWORD not in json.dumps([run.tags, run.params])
 
         traffic(url, tmp_path, seed=8)  # now answered by v2
-        event = Event(
-            "workflow_dispatch", "refs/heads/main", 133, inputs=inputs | {"retrain": False}
-        )
-        second = runner.run(MONITOR, "retrain", event)
+        event = Event("workflow_dispatch", "refs/heads/main", 133, inputs=inputs)
+        second = runner.run(MONITOR, "retrain", event)  # retrain: false, a dispatch's default
         assert second.conclusion == "skipped" and len(story.github.dispatches) == 1
         files = report(story, 133)
-        latest = json.loads(files["monitor.json"])["windows"][-1]
-        assert {v["measurement"]["version"] for v in latest["versions"]} == {"1", "2"}
+        record = json.loads(files["monitor.json"])
+        assert record["champion"] == "2"  # the decision is about v2 now
+        latest = record["windows"][-1]["versions"]
+        judged = {v["measurement"]["version"]: v["judgement"]["breaches"] for v in latest}
+        assert set(judged) == {"1", "2"}
+        # v2's reference is the logged traffic it was retrained on: the same traffic is no drift
+        drift = {"diff_bst.psi", "log_bulk_ratio.psi"}
+        assert not drift & {b["metric"] for b in judged["2"]}, judged["2"]
+        assert "diff_bst.psi" in {b["metric"] for b in judged["1"]}
         page = files["dashboard.html"].decode()
         assert "v2 promoted" in page and page.count("<svg") == 3
         assert PASSWORD not in page + files["monitor.json"].decode()

@@ -228,3 +228,15 @@ def test_one_run_per_commit(story, path):
         same_repository = _jobs_that_run(story, path, "pull_request", "octo/battles")
         assert not same_repository, f"{path.name}: {same_repository} run twice on a same-repo PR"
         assert _jobs_that_run(story, path, "pull_request", "someone/battles"), "forks never tested"
+
+
+def test_the_monitor_dispatches_a_training_only_from_the_default_branch_and_when_asked():
+    """A dispatched monitor run is a look at the dashboard unless `retrain` is ticked, and a
+    run of another branch's code or thresholds never starts a production training; a failed
+    upload of the report does not hold back a decided one."""
+    monitor = load_workflow(GITHUB / "workflows" / "monitor.yml")
+    assert monitor["on"]["workflow_dispatch"]["inputs"]["retrain"]["default"] is False
+    condition = " ".join(monitor["jobs"]["retrain"]["if"].split())
+    assert condition.startswith("!cancelled() && needs.monitor.outputs.retrain == 'true'")
+    assert "needs.monitor.outputs.default-branch == 'true'" in condition
+    assert "(github.event_name == 'schedule' || inputs.retrain)" in condition
