@@ -25,6 +25,8 @@ SERVE_PROFILE = "serve"  # the compose profile of the predictor service
 # runner whose 5000 or 8000 is taken (or two stacks on one machine) can move them.
 MLFLOW_PORT, PREDICTOR_PORT = ("MLFLOW_PORT", 5000), ("PREDICTOR_PORT", 8000)
 LOG_TAIL_LINES = 30
+# The compose stack's secrets, written to .env by write_env_file (see .env.example).
+STACK_PASSWORDS = ("POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD")
 
 
 class StackError(Failure):
@@ -168,13 +170,20 @@ def _reason(output: str) -> str:
 
 
 def write_env_file(path: Path) -> None:
-    """Give the compose stack a fresh PostgreSQL password in ``.env`` (kept when present).
+    """Give the compose stack fresh passwords in ``.env``: the PostgreSQL superuser's and the
+    inference log's role's (each one already there is kept; a missing one is added).
 
-    The mask is flushed before anything else can print: Actions masks a value only from the
+    The masks are flushed before anything else can print: Actions masks a value only from the
     moment it reads ``::add-mask::``, and stderr is not buffered like stdout is.
     """
-    if path.exists():
-        return
-    password = secrets.token_urlsafe(24)
-    print(f"::add-mask::{password}", flush=True)
-    path.write_text(f"POSTGRES_PASSWORD={password}\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    present = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+    added = []
+    for name in STACK_PASSWORDS:
+        if name not in present:
+            password = secrets.token_urlsafe(24)
+            print(f"::add-mask::{password}", flush=True)
+            added.append(f"{name}={password}\n")
+    if added:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        path.write_text(text + separator + "".join(added), encoding="utf-8")

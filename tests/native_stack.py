@@ -67,8 +67,9 @@ def compose_service(
     """The command and environment the compose files give ``service``.
 
     Later files override earlier ones as ``docker compose -f a -f b`` does: the command is
-    replaced, the environment merged. The backend store URI and the inference log's URL are
-    left out: they hold the compose database password, and the native stack passes its own.
+    replaced, the environment merged. The backend store URI, the inference log's URL and its
+    PGPASSWORD are left out: they are the compose stack's databases, and the native stack
+    passes its own.
     """
     import yaml
 
@@ -78,7 +79,7 @@ def compose_service(
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))["services"].get(service, {})
         command = [str(arg) for arg in raw.get("command", command)]
         environment |= {key: str(value) for key, value in (raw.get("environment") or {}).items()}
-    for holds_the_password in ("MLFLOW_BACKEND_STORE_URI", "INFERENCE_LOG_URL"):
+    for holds_the_password in ("MLFLOW_BACKEND_STORE_URI", "INFERENCE_LOG_URL", "PGPASSWORD"):
         environment.pop(holds_the_password, None)
     return ServiceSpec(
         [interpolate(arg, env) for arg in command],

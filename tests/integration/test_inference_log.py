@@ -191,26 +191,30 @@ def test_a_database_down_at_start_and_mid_way_never_fails_an_answer(model, datab
         relay.stop()
 
 
-def test_the_predictor_logs_to_the_database_the_stack_creates_for_it(tmp_path):
+def test_the_predictor_logs_as_a_role_of_its_own_the_stack_creates_for_it(tmp_path):
     """The one-shot service's script, run against the machine's PostgreSQL as compose runs it:
-    it creates the database, and succeeds again once the database exists (a stack brought up a
-    second time on its volume); the predictor's URL names that database, with the stack's
-    password, and it starts only after the script succeeded."""
+    it creates the log's role (no superuser) and database (the role's), and succeeds again once
+    both exist (a stack brought up a second time on its volume). The predictor logs as that
+    role, its password in PGPASSWORD (the stack's own, never the superuser's, never in the
+    URL), and starts only after the script succeeded."""
     services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
     predictor, creator = services["predictor"], services["inference-log-db"]
-    url = make_url(
-        interpolate(predictor["environment"]["INFERENCE_LOG_URL"], {"POSTGRES_PASSWORD": "pw"})
-    )
-    assert (url.host, url.username, url.password) == ("postgres", "mlflow", "pw")
+    settings = {"POSTGRES_PASSWORD": "superuser-pw", "INFERENCE_LOG_PASSWORD": "log-pw"}
+    environment = {k: interpolate(v, settings) for k, v in predictor["environment"].items()}
+    url = make_url(environment["INFERENCE_LOG_URL"])
+    assert (url.host, url.password, environment["PGPASSWORD"]) == ("postgres", None, "log-pw")
+    assert url.username == creator["environment"]["LOG_ROLE"] != "mlflow"
     assert url.database == creator["environment"]["LOG_DATABASE"]
     assert predictor["depends_on"]["inference-log-db"] == {
         "condition": "service_completed_successfully"
     }
     assert creator["user"] not in ("root", "0") and creator["restart"] == "no"
-    database = f"inference_log_test_{secrets.token_hex(4)}"
+    suffix = secrets.token_hex(4)
+    database, role = f"inference_log_test_{suffix}", f"inference_log_role_{suffix}"
     env = {
         "PATH": os.environ["PATH"], "PGHOST": "127.0.0.1", "PGUSER": "postgres",
-        "PGDATABASE": "postgres", "LOG_DATABASE": database,
+        "PGDATABASE": "postgres", "LOG_DATABASE": database, "LOG_ROLE": role,
+        "LOG_PASSWORD": "it's-a-pw",
     }  # fmt: skip
     script = [interpolate(arg, {}) for arg in creator["command"]]
     try:
@@ -218,8 +222,16 @@ def test_the_predictor_logs_to_the_database_the_stack_creates_for_it(tmp_path):
             done = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
             assert done.returncode == 0, done.stderr
         with psycopg.connect(DEFAULT_ADMIN_DSN, connect_timeout=10) as admin:
-            found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-            assert found.fetchone() == (1,)
+            found = admin.execute(
+                "SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole, d.datdba = r.oid"
+                " FROM pg_roles r, pg_database d WHERE r.rolname = %s AND d.datname = %s",
+                (role, database),
+            )
+            assert found.fetchone() == (False, False, False, True)
+        dsn = f"host=127.0.0.1 dbname={database} user={role} connect_timeout=10"
+        with psycopg.connect(dsn) as connection:  # the role can make the log's tables
+            connection.execute("CREATE TABLE probe (x int)")
     finally:
         with psycopg.connect(DEFAULT_ADMIN_DSN, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')

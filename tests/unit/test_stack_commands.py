@@ -70,8 +70,11 @@ def ci(command: str, cwd, docker, mode: str = "ok") -> subprocess.CompletedProce
 def test_stack_up_writes_a_masked_password_starts_compose_and_exports_the_uri(tmp_path, docker):
     done = ci("stack-up", tmp_path, docker)
     assert done.returncode == 0, done.stderr
-    password = (tmp_path / ".env").read_text().strip().removeprefix("POSTGRES_PASSWORD=")
-    assert len(password) >= 24 and f"::add-mask::{password}" in done.stdout
+    written = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    assert set(written) == {"POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD"}
+    assert len(set(written.values())) == 2  # the log's role never shares the superuser's
+    for password in written.values():
+        assert len(password) >= 24 and f"::add-mask::{password}" in done.stdout
     calls = docker[1].read_text().splitlines()
     assert calls[0] == (
         f"compose -f {COMPOSE_FILE} -p pokemon-battle-mlops up --build --wait --wait-timeout 300"
@@ -80,10 +83,15 @@ def test_stack_up_writes_a_masked_password_starts_compose_and_exports_the_uri(tm
     assert (tmp_path / "github_env").read_text() == "MLFLOW_TRACKING_URI=http://127.0.0.1:5000\n"
 
 
-def test_stack_up_keeps_an_existing_env_file(tmp_path, docker):
-    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=chosen-by-the-team\n")
+def test_stack_up_keeps_an_existing_env_file_and_adds_only_what_it_lacks(tmp_path, docker):
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=chosen-by-the-team")  # no final newline
     assert ci("stack-up", tmp_path, docker).returncode == 0
-    assert (tmp_path / ".env").read_text() == "POSTGRES_PASSWORD=chosen-by-the-team\n"
+    kept, added = (tmp_path / ".env").read_text().splitlines()
+    assert kept == "POSTGRES_PASSWORD=chosen-by-the-team"
+    assert added.startswith("INFERENCE_LOG_PASSWORD=") and len(added) > 40
+    before = (tmp_path / ".env").read_text()
+    assert ci("stack-up", tmp_path, docker).returncode == 0
+    assert (tmp_path / ".env").read_text() == before
 
 
 def test_a_failed_start_names_the_service_and_shows_its_logs(tmp_path, docker):
@@ -214,7 +222,7 @@ def test_the_password_is_masked_before_anything_can_print_it(tmp_path, docker):
         timeout=60,
         check=False,
     )
-    password = (tmp_path / ".env").read_text().strip().removeprefix("POSTGRES_PASSWORD=")
+    password = (tmp_path / ".env").read_text().splitlines()[0].removeprefix("POSTGRES_PASSWORD=")
     assert done.returncode == 1 and password in done.stdout  # the error did echo it
     assert done.stdout.startswith(f"::add-mask::{password}\n")
     assert leaked_masks(done.stdout) == []
