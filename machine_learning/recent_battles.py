@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 RECENT_TEST_SHARE = 0.2  # of the logged battles with outcomes, held out as the recent test set
 DEFAULT_SINCE = timedelta(days=30)
 CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 120
+# The newest logged battles with outcomes read at most: a month of a busy log would not fit a
+# runner's memory, and ten times the simulated training battles is plenty to learn from.
+MAX_LOG_BATTLES = 200_000
 MIN_RECENT_TEST = 20  # fewer held-out battles, or one outcome only: no recent-test metrics
 
 
@@ -117,7 +121,8 @@ def _query(url: str, start: datetime) -> pd.DataFrame:
         select(battles.c.battle_id, *(battles.c[name] for name in RAW_COLUMNS), outcomes.c.a_wins)
         .join(outcomes, outcomes.c.battle_id == battles.c.battle_id)
         .where(battles.c.logged_at >= start)
-        .order_by(battles.c.battle_id)
+        .order_by(battles.c.logged_at.desc(), battles.c.battle_id)
+        .limit(MAX_LOG_BATTLES)
     )
     try:
         with engine.connect() as connection:
@@ -150,7 +155,12 @@ def _engine(url: str):
             if database in ("", ":memory:") or not Path(database).is_file():
                 raise BadInput(f"--with-inference-log {redacted(url)}: no such SQLite file")
             return create_engine(parsed, connect_args={"timeout": CONNECT_TIMEOUT_S})
-        return create_engine(parsed, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+        # Read-only, and a statement bounded in time: a busy log must fail in one line, not
+        # hold the training job until its timeout.
+        options = f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000} "
+        options += "-c default_transaction_read_only=on"
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
+        return create_engine(parsed, connect_args=connect_args)
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
         raise BadInput(
             f"--with-inference-log {redacted(url)}: not a database URL SQLAlchemy can use "

@@ -130,3 +130,18 @@ def test_logged_labels_are_the_outcomes(log_url):
     log_battles(log_url, table)
     recent = read_recent(log_url, timedelta(days=1))
     assert sorted(pd.concat([recent.train, recent.test])[LABEL]) == sorted(table[LABEL])
+
+
+def test_a_busy_log_is_read_up_to_its_newest_battles(log_url, monkeypatch):
+    """A month of a busy log would not fit a runner's memory: the newest MAX_LOG_BATTLES are
+    read, the older ones left."""
+    from machine_learning import recent_battles
+
+    monkeypatch.setattr(recent_battles, "MAX_LOG_BATTLES", 100)
+    now = datetime.now(UTC)
+    old, new = battles(100, Scenario.RANDOM, 3), battles(100, Scenario.BALANCED, 4)
+    log_battles(log_url, old, logged_at=now - timedelta(hours=2))
+    log_battles(log_url, new, logged_at=now - timedelta(hours=1))
+    recent = read_recent(log_url, timedelta(days=1))
+    read = pd.concat([recent.train, recent.test])
+    assert sorted(read["a_name"]) == sorted(new["a_name"])
