@@ -26,7 +26,7 @@ SERVE_PROFILE = "serve"  # the compose profile of the predictor service
 MLFLOW_PORT, PREDICTOR_PORT = ("MLFLOW_PORT", 5000), ("PREDICTOR_PORT", 8000)
 LOG_TAIL_LINES = 30
 # The compose stack's secrets, written to .env by write_env_file (see .env.example).
-STACK_PASSWORDS = ("POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD")
+STACK_PASSWORDS = ("POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD", "OUTCOMES_TOKEN")
 
 
 class StackError(Failure):
@@ -170,8 +170,9 @@ def _reason(output: str) -> str:
 
 
 def write_env_file(path: Path) -> None:
-    """Give the compose stack fresh passwords in ``.env``: the PostgreSQL superuser's and the
-    inference log's role's (each one already there is kept; a missing one is added).
+    """Give the compose stack fresh secrets in ``.env``: the PostgreSQL superuser's password,
+    the inference log's role's, the predictor's outcomes token (each one already there is
+    kept; a missing one is added).
 
     The masks are flushed before anything else can print: Actions masks a value only from the
     moment it reads ``::add-mask::``, and stderr is not buffered like stdout is.

@@ -130,6 +130,14 @@ def _model_info(args: argparse.Namespace):
     return resolve_model(args.model_uri, command_client(args.tracking_uri))
 
 
+def _outcomes_token() -> str | None:
+    """The token POST /v1/outcomes requires, from the environment (never a flag: ps shows
+    flags); None takes outcomes from anyone who can reach the predictor."""
+    from machine_learning.contract.prediction import OUTCOMES_TOKEN_VARIABLE
+
+    return os.environ.get(OUTCOMES_TOKEN_VARIABLE) or None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -150,7 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
         state = log.start().status
         detail = f" ({log.error})" if log.error else ""
         print(f"inference log {log.url}: {state}{detail}", file=sys.stderr, flush=True)
-    app = create_app(follower, args.allowed_hosts, log)
+    app = create_app(follower, args.allowed_hosts, log, _outcomes_token())
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listening])
     finally:

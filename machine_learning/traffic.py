@@ -11,12 +11,14 @@ posted again a few times (``UNKNOWN_RETRIES``) before they are counted as unknow
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from machine_learning.contract.failures import BadInput, Unreachable
+from machine_learning.contract.prediction import OUTCOMES_TOKEN_VARIABLE
 from machine_learning.datasets import LABEL, RAW_COLUMNS, battles
 from machine_learning.serving.client import PredictorClient
 
@@ -71,7 +73,7 @@ def run_traffic(
     sleep: Callable[[float], None] = time.sleep,
 ) -> TrafficSummary:
     """Ask the predictor about ``n`` battles; with ``outcomes``, report who won each."""
-    service = PredictorClient(url)
+    service = PredictorClient(url, outcomes_token=os.environ.get(OUTCOMES_TOKEN_VARIABLE) or None)
     table = battles(n, scenario, seed)
     summary = TrafficSummary(url)
     ids: list[str] = []

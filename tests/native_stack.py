@@ -79,7 +79,8 @@ def compose_service(
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))["services"].get(service, {})
         command = [str(arg) for arg in raw.get("command", command)]
         environment |= {key: str(value) for key, value in (raw.get("environment") or {}).items()}
-    for holds_the_password in ("MLFLOW_BACKEND_STORE_URI", "INFERENCE_LOG_URL", "PGPASSWORD"):
+    secrets = ("MLFLOW_BACKEND_STORE_URI", "INFERENCE_LOG_URL", "PGPASSWORD", "OUTCOMES_TOKEN")
+    for holds_the_password in secrets:
         environment.pop(holds_the_password, None)
     return ServiceSpec(
         [interpolate(arg, env) for arg in command],

@@ -28,6 +28,10 @@ MAX_STAT = 1_000  # the games' base stats stop at 255
 # A request whose X-Request-Id starts with this is answered but kept out of the inference log:
 # canary battles (ci verify's) would otherwise pass for traffic in the monitor's windows.
 SYNTHETIC_REQUEST_PREFIX = "synthetic-"
+# Outcomes become training labels: a predictor started with this variable set takes
+# POST /v1/outcomes only with ``Authorization: Bearer <its value>`` (traffic sends it from the
+# same variable).
+OUTCOMES_TOKEN_VARIABLE = "OUTCOMES_TOKEN"
 STATS = ("hp", "atk", "def", "spa", "spd", "spe")
 TYPES = (
     "Bug", "Dark", "Dragon", "Electric", "Fairy", "Fighting", "Fire", "Flying", "Ghost",

@@ -36,6 +36,7 @@ class PredictorClient:
     url: str
     timeout_s: float = 30.0  # for one call; wait_for_version bounds its whole wait
     synthetic: bool = False  # canary requests: answered, kept out of the inference log
+    outcomes_token: str | None = field(default=None, repr=False)  # sent with outcomes only
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def get(self, path: str, timeout_s: float | None = None) -> tuple[int, Any, str]:
@@ -50,6 +51,8 @@ class PredictorClient:
         body = json.dumps(payload).encode()
         request = urllib.request.Request(self._url(path), data=body, method="POST")
         request.add_header("Content-Type", "application/json")
+        if self.outcomes_token and path == "/outcomes":
+            request.add_header("Authorization", f"Bearer {self.outcomes_token}")
         if self.synthetic:
             request.add_header("X-Request-Id", f"{SYNTHETIC_REQUEST_PREFIX}{uuid.uuid4().hex}")
         return self._call(request, None)

@@ -11,6 +11,7 @@ through FastAPI's body parameter, to bound it while it arrives and to answer one
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from machine_learning.contract.failures import first_line
 from machine_learning.contract.inference_log import OutcomesRequest, OutcomesResponse
 from machine_learning.contract.prediction import (
     MAX_BATTLES,
+    OUTCOMES_TOKEN_VARIABLE,
     SYNTHETIC_REQUEST_PREFIX,
     ErrorBody,
     Health,
@@ -71,6 +73,7 @@ ERRORS = _errors(
 )
 OUTCOME_ERRORS = _errors(
     (400, "the body is not JSON"),
+    (401, "the predictor takes outcomes with its token only"),
     (404, "this predictor keeps no inference log"),
     (413, "too many outcomes or bytes"),
     (422, "not the request's shape"),
@@ -79,7 +82,10 @@ OUTCOME_ERRORS = _errors(
 
 
 def api_router(
-    follower: ServedModelFollower, metrics: Metrics, log: InferenceLog | None = None
+    follower: ServedModelFollower,
+    metrics: Metrics,
+    log: InferenceLog | None = None,
+    outcomes_token: str | None = None,
 ) -> APIRouter:
     """The versioned API, mounted under /v1 and at the root (the aliases)."""
     router = APIRouter()
@@ -116,6 +122,8 @@ def api_router(
         """Who really won battles this service answered (by battle_id): recorded once (a repeat
         is already_recorded, a contradicting winner is conflicting and the first one kept), ids
         the log does not hold reported back as unknown. Needs serve --inference-log."""
+        if not authorised(request, outcomes_token):
+            return JSONResponse({"error": NOT_AUTHORISED}, status_code=401)
         status, body = await outcomes_answer(request, log)
         return JSONResponse(body, status_code=status)
 
@@ -192,6 +200,21 @@ async def answer(
         return 200, _scored(served, battles, log, asked_as)
     except PredictError as error:
         return 422, {"error": str(error)}
+
+
+NOT_AUTHORISED = (
+    "this predictor takes outcomes only with the header Authorization: Bearer <token>, "
+    f"the token it was started with (${OUTCOMES_TOKEN_VARIABLE})"
+)
+
+
+def authorised(request: Request, token: str | None) -> bool:
+    """Whether the request may post outcomes: any request when the predictor has no token,
+    else one bearing it (compared in constant time)."""
+    if token is None:
+        return True
+    sent = request.headers.get("authorization", "")
+    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
 
 
 async def outcomes_answer(request: Request, log: InferenceLog | None) -> tuple[int, dict]:

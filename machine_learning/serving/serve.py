@@ -91,7 +91,10 @@ class ServedModelFollower:
 
 
 def create_app(
-    follower: ServedModelFollower, allowed_hosts: list[str], log: InferenceLog | None = None
+    follower: ServedModelFollower,
+    allowed_hosts: list[str],
+    log: InferenceLog | None = None,
+    outcomes_token: str | None = None,
 ) -> FastAPI:
     """The HTTP service around the followed model (and its inference log, if any): the API
     under /v1 and at the root (its aliases), the probes, and the OpenAPI document at
@@ -106,7 +109,7 @@ def create_app(
         redoc_url=None,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    api = api_router(follower, metrics, log)
+    api = api_router(follower, metrics, log, outcomes_token)
     app.include_router(api, prefix=API_PREFIX)
     app.include_router(api, include_in_schema=False)  # /predict, /outcomes, …: aliases
     app.include_router(probe_router(follower, metrics, PAGE.read_text(encoding="utf-8"), log))

@@ -310,3 +310,28 @@ def test_the_help_states_the_contracts_retention():
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]
     (option,) = [a for a in serve._actions if "--inference-log-retention-days" in a.option_strings]
     assert f"(default: {DEFAULT_RETENTION_DAYS})" in option.help
+
+
+def test_outcomes_need_the_predictors_token_when_it_has_one(tmp_path):
+    """Outcomes become training labels: a predictor started with OUTCOMES_TOKEN takes them
+    only with it (traffic sends it from the same variable); predictions stay open."""
+    from machine_learning.serving.client import PredictorClient
+
+    log = InferenceLog(sqlite_url(tmp_path), DEFAULT_RETENTION_DAYS).start()
+    try:
+        app = create_app(follower(), ["127.0.0.1"], log, outcomes_token="s3cret-token")
+        with served(app) as base:
+            predictions, _ = predicted(base)
+            body = {"outcomes": [{"battle_id": predictions[0]["battle_id"], "winner": "a"}]}
+            for token in (None, "wrong"):
+                status, answer, _ = PredictorClient(base, outcomes_token=token).post(
+                    "/outcomes", body
+                )
+                assert status == 401 and "Authorization: Bearer" in answer["error"]
+                assert "s3cret-token" not in answer["error"]
+            status, answer, _ = PredictorClient(base, outcomes_token="s3cret-token").post(
+                "/outcomes", body
+            )
+            assert status == 200 and answer["recorded"] == 1
+    finally:
+        log.stop()

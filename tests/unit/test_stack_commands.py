@@ -71,8 +71,8 @@ def test_stack_up_writes_a_masked_password_starts_compose_and_exports_the_uri(tm
     done = ci("stack-up", tmp_path, docker)
     assert done.returncode == 0, done.stderr
     written = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
-    assert set(written) == {"POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD"}
-    assert len(set(written.values())) == 2  # the log's role never shares the superuser's
+    assert set(written) == {"POSTGRES_PASSWORD", "INFERENCE_LOG_PASSWORD", "OUTCOMES_TOKEN"}
+    assert len(set(written.values())) == 3  # the log's role never shares the superuser's
     for password in written.values():
         assert len(password) >= 24 and f"::add-mask::{password}" in done.stdout
     calls = docker[1].read_text().splitlines()
@@ -86,9 +86,9 @@ def test_stack_up_writes_a_masked_password_starts_compose_and_exports_the_uri(tm
 def test_stack_up_keeps_an_existing_env_file_and_adds_only_what_it_lacks(tmp_path, docker):
     (tmp_path / ".env").write_text("POSTGRES_PASSWORD=chosen-by-the-team")  # no final newline
     assert ci("stack-up", tmp_path, docker).returncode == 0
-    kept, added = (tmp_path / ".env").read_text().splitlines()
+    kept, *added = (tmp_path / ".env").read_text().splitlines()
     assert kept == "POSTGRES_PASSWORD=chosen-by-the-team"
-    assert added.startswith("INFERENCE_LOG_PASSWORD=") and len(added) > 40
+    assert [line.split("=")[0] for line in added] == ["INFERENCE_LOG_PASSWORD", "OUTCOMES_TOKEN"]
     before = (tmp_path / ".env").read_text()
     assert ci("stack-up", tmp_path, docker).returncode == 0
     assert (tmp_path / ".env").read_text() == before
