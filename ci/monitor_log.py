@@ -3,9 +3,10 @@
 Per window, one grouped count says which versions answered and how often; then, per version,
 one query reads only the columns the profile needs (the raw stats and types, ``p_a_wins``, and
 the outcome by a left join of ``outcomes``), filtered by version and time in SQL and cut at
-``MAX_WINDOW_ROWS``. A window busier than that is measured on a sample: its battles ordered by
-``battle_id``, whose first 32 hex digits are drawn at random per request, so the first rows are
-a random set of requests. Memory stays that of one version's sample, whatever the log holds.
+``MAX_WINDOW_ROWS``. A window busier than that is measured on a random sample of its battles
+(``ORDER BY random()``, which PostgreSQL and SQLite both have): a sample of whole requests would
+let one client's large batch decide the drift. Memory stays that of one version's sample,
+whatever the log holds.
 
 Only what the log's database says is trusted as data, never as markup: versions and names are
 strings of anyone's choosing, escaped by whoever shows them.
@@ -120,13 +121,13 @@ class LogReader:
     ) -> VersionRows:
         """A version's battles in ``[start, end)`` with their outcomes, at most ``limit``."""
         import pandas as pd
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         query = (
             select(*(battles.c[name] for name in MEASURED_COLUMNS), outcomes.c.a_wins)
             .select_from(battles.outerjoin(outcomes, battles.c.battle_id == outcomes.c.battle_id))
             .where(battles.c.model_version == version, *_in_window(start, end))
-            .order_by(battles.c.battle_id)
+            .order_by(func.random())
             .limit(limit)
         )
         with self._failures("reading a window's battles"), self._engine.connect() as db:

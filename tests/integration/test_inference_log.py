@@ -199,7 +199,11 @@ def test_the_predictor_logs_as_a_role_of_its_own_the_stack_creates_for_it(tmp_pa
     URL), and starts only after the script succeeded."""
     services = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
     predictor, creator = services["predictor"], services["inference-log-db"]
-    settings = {"POSTGRES_PASSWORD": "superuser-pw", "INFERENCE_LOG_PASSWORD": "log-pw"}
+    settings = {
+        "POSTGRES_PASSWORD": "superuser-pw",
+        "INFERENCE_LOG_PASSWORD": "log-pw",
+        "OUTCOMES_TOKEN": "token",
+    }
     environment = {k: interpolate(v, settings) for k, v in predictor["environment"].items()}
     url = make_url(environment["INFERENCE_LOG_URL"])
     assert (url.host, url.password, environment["PGPASSWORD"]) == ("postgres", None, "log-pw")

@@ -284,3 +284,21 @@ def test_many_battles_are_measured_on_a_bounded_sample(served, sqlite_log):
     assert len(rows.battles) == 1_000 and rows.battles.shape[1] == 16
     assert 300 < np.isnan(rows.a_wins).sum() < 700  # outcomes still joined, not all kept
     assert set(rows.battles.columns).isdisjoint({"a_name", "b_name", "battle_id"})
+
+
+def test_a_busy_window_is_sampled_across_requests_not_by_whole_requests(served, sqlite_log):
+    """Two requests of 800 battles, one random and one balanced: a sample of 1,000 taken by
+    request (battle ids share their request's prefix) would be mostly one of them."""
+    from ci.monitor_log import LogReader
+
+    fill(sqlite_log, served, 0, 800, RANDOM, seed=5)
+    fill(sqlite_log, served, 0, 800, BALANCED, seed=6)
+    now = datetime.now(UTC)
+    with LogReader(sqlite_log[0]) as log:
+        rows = log.rows("1", now - timedelta(days=1), now, limit=1_000)
+    totals = {
+        side: rows.battles[[f"{side}_{s}" for s in ("hp", "atk", "def", "spa", "spd", "spe")]]
+        for side in "ab"
+    }
+    gap = np.abs(totals["a"].sum(axis=1).to_numpy() - totals["b"].sum(axis=1).to_numpy())
+    assert 0.38 < (gap < 30).mean() < 0.62  # half balanced-like: both requests sampled
