@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--predictor-url",
         type=http_url,
         default=os.environ.get("PREDICTOR_URL") or None,
-        help="the prediction service; taken from $PREDICTOR_URL when set, else "
-        "http://127.0.0.1:8000 (compose's) outside GitHub Actions; in a workflow it must be named",
+        help="the prediction service (default: $PREDICTOR_URL when set, never printed here: it "
+        "may hold credentials; else http://127.0.0.1:8000, compose's, outside GitHub Actions; "
+        "in a workflow it must be named)",
     )
     verify.add_argument(
         "--expect-version",

@@ -234,3 +234,15 @@ def test_server_mode_tells_the_workflow_whether_this_is_the_default_branch(tmp_p
     done = run_cli("server-mode", cwd=tmp_path, env=env, module="ci")
     assert done.returncode == 0, done.stderr
     assert f"default-branch={expected}\n" in output.read_text()
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"), [("verify", "PREDICTOR_URL"), ("monitor", "INFERENCE_LOG_URL")]
+)
+def test_help_never_prints_a_url_taken_from_the_environment(command, variable, tmp_path):
+    """Defaults read from the environment may hold credentials; --help says where they come
+    from, not what they are."""
+    url = "http://user:s3cret-in-url@127.0.0.1:8000"
+    done = run_cli(command, "--help", cwd=tmp_path, module="ci", env=cli_env(**{variable: url}))
+    assert done.returncode == 0 and f"${variable}" in done.stdout
+    assert "s3cret" not in done.stdout + done.stderr
