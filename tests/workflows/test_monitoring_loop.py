@@ -79,8 +79,6 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
     try:
         merged = story.push("refs/heads/main", 130, "loop-merge")
         assert merged.conclusion == "success", failure_details(merged)
-        # a push to main trains on the team's log too; it holds nothing with an outcome yet
-        assert "no battles with outcomes" in merged.step("Train").output
         assert (
             "verified: the predictor serves v1" in merged.step("Verify the served champion").output
         )
