@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from machine_learning.contract.failures import BadInput, Unreachable, first_line
-from machine_learning.contract.inference_log import battles, outcomes, redacted
+from machine_learning.contract.inference_log import (
+    battles,
+    outcomes,
+    reader_connect_args,
+    redacted,
+)
 from machine_learning.monitoring.names import PREDICTION, STAT_COLUMNS, TYPE_COLUMNS
 
 if TYPE_CHECKING:
@@ -37,7 +42,6 @@ if TYPE_CHECKING:
 
 # What drift.EPSILON was sized for (a PSI bin emptied by chance must not outweigh one battle).
 MAX_WINDOW_ROWS = 10_000
-CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 45  # with the connection's 10 s: a failing log is reported within 60 s
 BACKENDS = ("postgresql", "sqlite")
 MEASURED_COLUMNS = (*STAT_COLUMNS, *TYPE_COLUMNS, PREDICTION)
@@ -197,9 +201,5 @@ def _engine(url: URL) -> Engine:
         path = url.database or ""
         if path in ("", ":memory:") or not Path(path).is_file():
             raise BadInput(f"no inference log at {path or 'an in-memory database'}: no such file")
-        return create_engine(url, connect_args={"timeout": CONNECT_TIMEOUT_S})
-    statement_ms = STATEMENT_TIMEOUT_S * 1000
-    options = f"-c statement_timeout={statement_ms} -c default_transaction_read_only=on"
-    return create_engine(
-        url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
-    )
+    connect_args = reader_connect_args(url.get_backend_name(), STATEMENT_TIMEOUT_S)
+    return create_engine(url, connect_args=connect_args)

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 RECENT_TEST_SHARE = 0.2  # of the logged battles with outcomes, held out as the recent test set
 DEFAULT_SINCE = timedelta(days=30)
-CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 120
 # The newest logged battles with outcomes read at most: a month of a busy log would not fit a
 # runner's memory, and ten times the simulated training battles is plenty to learn from.
@@ -146,7 +145,7 @@ def _engine(url: str):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    from machine_learning.contract.inference_log import redacted
+    from machine_learning.contract.inference_log import reader_connect_args, redacted
 
     try:
         parsed = make_url(url)
@@ -154,12 +153,7 @@ def _engine(url: str):
             database = parsed.database or ""
             if database in ("", ":memory:") or not Path(database).is_file():
                 raise BadInput(f"--with-inference-log {redacted(url)}: no such SQLite file")
-            return create_engine(parsed, connect_args={"timeout": CONNECT_TIMEOUT_S})
-        # Read-only, and a statement bounded in time: a busy log must fail in one line, not
-        # hold the training job until its timeout.
-        options = f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000} "
-        options += "-c default_transaction_read_only=on"
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
+        connect_args = reader_connect_args(parsed.get_backend_name(), STATEMENT_TIMEOUT_S)
         return create_engine(parsed, connect_args=connect_args)
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
         raise BadInput(

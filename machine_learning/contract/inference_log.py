@@ -37,6 +37,7 @@ BATTLE_ID_CHARS = 40  # 32 hex digits, a dash, the battle's index in its request
 REQUEST_ID_CHARS = 200  # X-Request-Id is the caller's: kept, cut at this length
 DEFAULT_RETENTION_DAYS = 30
 ENVIRONMENT_VARIABLE = "INFERENCE_LOG_URL"
+CONNECT_TIMEOUT_S = 10  # a reader's connection
 
 metadata = MetaData()
 
@@ -93,6 +94,18 @@ class OutcomesResponse(BaseModel):
     already_recorded: int
     unknown: list[str]
     conflicting: list[str]
+
+
+def reader_connect_args(backend: str, statement_timeout_s: int) -> dict[str, object]:
+    """How a reader of the log (the monitor, retraining) connects: within CONNECT_TIMEOUT_S,
+    and on PostgreSQL read-only with each statement bounded, so a busy or hung log fails in one
+    line instead of holding a job until its own timeout."""
+    if backend == "sqlite":
+        return {"timeout": CONNECT_TIMEOUT_S}
+    options = (
+        f"-c statement_timeout={statement_timeout_s * 1000} -c default_transaction_read_only=on"
+    )
+    return {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
 
 
 def redacted(url: str) -> str:
