@@ -95,11 +95,11 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     if args.input is None:
         a, b = args.names
-        rows = pokedex().battles([a], [b])  # names first: no model load if wrong
+        battles = pokedex().battles([a], [b])  # names first: no model load if wrong
     predictor = load_predictor(_model_info(args))
     if args.input is not None:
         return score_csv(predictor, args.input, args.output, args.chunk_rows)
-    answer = predictor.answer_json(rows)
+    answer = predictor.answer_json(battles)
     if args.json:
         print(answer.decode())
         return 0
@@ -183,15 +183,20 @@ def _inference_log(args: argparse.Namespace):
 def _listen(host: str, port: int) -> socket.socket:
     """The service's socket, bound before the model is loaded: a port in use or an address this
     machine does not have is bad input (exit 2) in one line, and no "serving" line is printed
-    for an address nothing will answer on."""
+    for an address nothing will answer on. Made with getaddrinfo's protocol (TCP), not 0:
+    asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it every answer
+    after the first on a kept-alive connection waited ~40 ms for the client's delayed ACK
+    (Nagle's algorithm holding the body behind the headers)."""
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listening = socket.socket(family, socket.SOCK_STREAM)
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        listening = socket.socket(family, kind, proto)
     except OSError as error:
         raise BadInput(f"--host {host}: {error.strerror or error}") from None
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        listening.bind((host, port))
+        listening.bind(address)
     except OSError as error:
         listening.close()
         where = f"{host}:{port}"

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from machine_learning.serving.predict import Battles
+
 QUEUE_BATTLES = 100_000  # about 20 MB of queued rows; beyond it, answered battles are dropped
 FLUSH_INTERVAL_S = 0.5  # one insert per half second, however many requests came in between
 FLUSH_WAIT_S = 10.0  # an outcome waits at most this long for the battles queued before it
@@ -74,14 +76,14 @@ class InferenceLogDown(Unreachable):
 @dataclass(frozen=True)
 class Answered:
     """One request's battles as they were answered: what the writer turns into rows. Kept as the
-    request built it (its data frame, its probabilities), so queuing costs the request nothing
-    per battle."""
+    request had them (Pokédex rows or raw rows, its probabilities), so queuing costs the request
+    nothing per battle."""
 
     logged_at: datetime
     key: str  # 32 hex digits, drawn per request: the prefix of its battle ids
     request_id: str | None
     model_version: str
-    rows: pd.DataFrame
+    battles: Battles
     p_a_wins: np.ndarray
 
     def __len__(self) -> int:
@@ -93,11 +95,10 @@ def log_rows(items: Sequence[Answered]) -> list[dict]:
     scalars). One data frame for them all: a column read per request would cost the writer
     ~0.4 ms of the interpreter's time per one-battle request, taken from the answers."""
     import numpy as np
-    import pandas as pd
 
     if not items:
         return []
-    frame = pd.concat([item.rows for item in items], ignore_index=True)
+    frame = raw_frame([item.battles for item in items])
     raw = [frame[column].tolist() for column in RAW_COLUMNS]
     p_a_wins = np.concatenate([item.p_a_wins for item in items]).tolist()
     who = [
@@ -109,6 +110,20 @@ def log_rows(items: Sequence[Answered]) -> list[dict]:
         dict(zip(ROW_KEYS, (*answered, *values, p), strict=True))
         for answered, p, *values in zip(who, p_a_wins, *raw, strict=True)
     ]
+
+
+def raw_frame(asked: Sequence[Battles]) -> pd.DataFrame:
+    """The raw columns of many requests' battles: requests by name (the usual ones) become one
+    frame from their Pokédex rows at once, rather than a frame each."""
+    import numpy as np
+    import pandas as pd
+
+    from machine_learning.serving.predict import NamedBattles, pokedex
+
+    if all(isinstance(battles, NamedBattles) for battles in asked):
+        a, b = (np.concatenate([getattr(battles, side) for battles in asked]) for side in "ab")
+        return pokedex().frame(a, b)
+    return pd.concat([battles.frame() for battles in asked], ignore_index=True)
 
 
 ROW_KEYS = ("battle_id", "logged_at", "request_id", "model_version", *RAW_COLUMNS, "p_a_wins")
@@ -219,12 +234,12 @@ class InferenceLog:
 
     # -- the request path --------------------------------------------------------------------
     def record(
-        self, model_version: str, request_id: str | None, rows: pd.DataFrame, p_a_wins: np.ndarray
+        self, model_version: str, request_id: str | None, battles: Battles, p_a_wins: np.ndarray
     ) -> list[str]:
         """Queue a request's answered battles; their ids, for the answer (given even when the
         queue is full: the answer does not depend on the log)."""
         key = uuid.uuid4().hex
-        item = Answered(datetime.now(UTC), key, request_id, model_version, rows, p_a_wins)
+        item = Answered(datetime.now(UTC), key, request_id, model_version, battles, p_a_wins)
         self.queue.offer(item)
         return [battle_id(key, index) for index in range(len(item))]
 

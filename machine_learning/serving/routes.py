@@ -38,7 +38,7 @@ from machine_learning.serving.inference_log import (
     InferenceLogDown,
     request_id,
 )
-from machine_learning.serving.predict import PredictError, Predictor, battle_rows, pokedex
+from machine_learning.serving.predict import PredictError, Predictor, asked_battles, pokedex
 
 if TYPE_CHECKING:
     from machine_learning.serving.serve import Metrics, ServedModelFollower
@@ -168,8 +168,7 @@ def probe_router(
 
     @router.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
-        served = follower.current
-        text = metrics.render(served.info.version if served else "")
+        text = metrics.render(follower.current)
         return Response(text, media_type="text/plain; version=0.0.4")
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -286,7 +285,7 @@ def _battles(raw: bytes) -> list[dict] | tuple[int, dict]:
     battles = document.get("battles") if isinstance(document, dict) else None
     if not isinstance(battles, list) or not battles:
         return 422, {"error": f"expected a non-empty list of battles: {SHAPE}"}
-    if not all(isinstance(battle, dict) for battle in battles):
+    if set(map(type, battles)) != {dict}:  # the parser's objects are dicts exactly
         return 422, {"error": "every battle must be an object"}
     return battles
 
@@ -295,8 +294,8 @@ def _scored(
     served: Predictor, battles: list[dict], log: InferenceLog | None, asked_as: str | None
 ) -> bytes:
     """The answer's body; with a log, its battles queued for the log and their ids answered."""
-    rows = battle_rows(battles)
-    p = served.answered(rows)
+    asked = asked_battles(battles)
+    p = served.answered(asked)
     logged = log is not None and not (asked_as or "").startswith(SYNTHETIC_REQUEST_PREFIX)
-    ids = log.record(served.info.version, asked_as, rows, p) if logged else None
-    return served.response(rows, p, ids)
+    ids = log.record(served.info.version, asked_as, asked, p) if logged else None
+    return served.response(asked, p, ids)

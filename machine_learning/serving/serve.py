@@ -11,9 +11,10 @@ won.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from fastapi.openapi.utils import get_openapi
 from machine_learning.contract.failures import first_line
 from machine_learning.contract.inference_log import OutcomesRequest
 from machine_learning.contract.prediction import API_PREFIX, API_VERSION, PredictRequest
+from machine_learning.serving.matchups import lowest_priority, matchup_table
 from machine_learning.serving.predict import ModelInfo, Predictor, load_predictor, resolve_model
 from machine_learning.serving.routes import api_router, probe_router
 
@@ -51,7 +53,9 @@ class ServedModelFollower:
     current: Predictor | None = None
     error: str = ""  # why the newest version is not the one serving
     failed_version: str | None = None  # the version whose load failed, while it is the newest
+    matchups: bool = True  # build each loaded version's matchup table (serving.matchups)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _swap: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def follows_alias(self) -> bool:
@@ -73,7 +77,28 @@ class ServedModelFollower:
             self.error = f"version {info.version or info.uri} failed to load: {first_line(error)}"
             self.failed_version = info.version or None
             return
-        self.current, self.error, self.failed_version = loaded, "", None
+        with self._swap:
+            self.current, self.error, self.failed_version = loaded, "", None
+        if self.matchups:
+            threading.Thread(target=self._add_matchups, args=(loaded,), daemon=True).start()
+
+    def _add_matchups(self, loaded: Predictor) -> None:
+        """Build ``loaded``'s matchup table, then serve it with the table, unless another
+        version has replaced it meanwhile (the lock keeps the swap from undoing a newer one)."""
+        lowest_priority()
+        try:
+            table = matchup_table(loaded)
+        except Exception as error:  # battles by name are still answered, by the model
+            print(
+                f"no matchup table for {loaded.info.label}: {first_line(error)}; battles by "
+                "name are scored by the model",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        with self._swap:
+            if self.current is loaded:
+                self.current = replace(loaded, matchups=table)
 
     def run(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -157,6 +182,11 @@ class Metrics:
             "registered version serving (0: a fixed model)",
             registry=self.registry,
         )
+        self.matchups = Gauge(
+            "matchup_table_ready",
+            "1 once the serving version answers battles by name from its matchup table",
+            registry=self.registry,
+        )
         if log is not None:
             self.registry.register(InferenceLogCollector(log))
 
@@ -164,10 +194,12 @@ class Metrics:
         self.requests.labels(status=str(status)).inc()
         self.latency.observe(seconds)
 
-    def render(self, version: str) -> bytes:
+    def render(self, served: Predictor | None) -> bytes:
         from prometheus_client import generate_latest
 
+        version = served.info.version if served else ""
         self.served.set(int(version) if version.isdigit() else 0)
+        self.matchups.set(int(served is not None and served.matchups is not None))
         return generate_latest(self.registry)
 
 

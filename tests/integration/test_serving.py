@@ -19,8 +19,10 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
 
+from machine_learning.serving.predict import battle_rows, pokedex
 from tests.conftest import REPO_ROOT, cli_env, run_cli
 from tests.docker_stack import free_port
 from tests.http_service import Service
@@ -227,6 +229,21 @@ def test_the_service_follows_the_alias_and_keeps_serving_through_a_broken_versio
     assert served(running, 200) == answered + 3
     metrics = running.text("/metrics")
     assert "served_model_version 1.0" in metrics and "predict_latency_seconds_bucket" in metrics
+
+
+def test_battles_by_name_from_the_matchup_table_are_what_the_model_answers(service):
+    """Once v1's table is built, battles by name are answered from it; the same battles sent as
+    raw rows still go through the model: the two answers must be the same, to the digit."""
+    running, _, _ = service
+    ready = "matchup_table_ready 1.0"
+    running.wait_for(lambda: ready in running.text("/metrics"), "v1's matchup table")
+    names = pokedex().names
+    draw = np.random.default_rng(7)
+    pairs = [{"a": names[i], "b": names[j]} for i, j in draw.integers(0, len(names), (300, 2))]
+    rows = json.loads(battle_rows(pairs).to_json(orient="records"))
+    by_name, as_rows = (running.request("/v1/predict", {"battles": b}) for b in (pairs, rows))
+    assert by_name[0] == as_rows[0] == 200
+    assert by_name[1] == as_rows[1]
 
 
 def test_the_service_refuses_what_it_should(service):

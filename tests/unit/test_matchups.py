@@ -1,0 +1,152 @@
+"""The matchup table: every battle by name answered as the model answers it, built once per
+version and never served for a version that has been replaced meanwhile."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+from xgboost import XGBClassifier
+
+from machine_learning.commands import _listen
+from machine_learning.features import BattleFeatures
+from machine_learning.serving import serve
+from machine_learning.serving.matchups import LOWEST_PRIORITY, lowest_priority, matchup_table
+from machine_learning.serving.predict import (
+    ModelInfo,
+    NamedBattles,
+    Predictor,
+    asked_battles,
+    pokedex,
+)
+from machine_learning.serving.serve import ServedModelFollower
+
+
+@pytest.fixture(scope="module")
+def predictor(small_battles) -> Predictor:
+    """A small real pipeline (the features and XGBoost on two threads, as train builds it)."""
+    train, _ = small_battles
+    pipeline = Pipeline(
+        [
+            ("features", BattleFeatures()),
+            ("model", XGBClassifier(n_estimators=20, max_depth=4, n_jobs=2, random_state=0)),
+        ]
+    )
+    pipeline.fit(train.drop(columns="a_wins"), train["a_wins"])
+    return Predictor(ModelInfo("models:/m/1", "m", "1"), pipeline)
+
+
+def test_the_table_answers_every_battle_by_name_exactly_as_the_model(predictor):
+    table = matchup_table(predictor)
+    n = len(pokedex().names)
+    assert table.shape == (n, n) and not table.flags.writeable
+    draw = np.random.default_rng(0)
+    battles = NamedBattles(draw.integers(0, n, 5_000), draw.integers(0, n, 5_000))
+    with_table = Predictor(predictor.info, predictor.pipeline, table)
+    assert np.array_equal(with_table.answered(battles), predictor.answered(battles))
+    assert predictor.pipeline[-1].get_params()["n_jobs"] == 2  # the build used a copy
+    assert with_table.response(battles, with_table.answered(battles)) == predictor.answer_json(
+        battles
+    )
+
+
+def test_a_table_finished_after_its_version_was_replaced_is_dropped(monkeypatch):
+    monkeypatch.setattr(serve, "matchup_table", lambda loaded: np.zeros((1, 1)))
+    follower = ServedModelFollower("models:/m/2", client=None)
+    old = Predictor(ModelInfo("models:/m/1", "m", "1"), object())
+    new = Predictor(ModelInfo("models:/m/2", "m", "2"), object())
+    follower.current = new
+    follower._add_matchups(old)  # v1's build ends after v2 was swapped in
+    assert follower.current is new
+    follower._add_matchups(new)
+    assert follower.current.info.version == "2" and follower.current.matchups is not None
+
+
+def test_a_table_that_cannot_be_built_leaves_the_model_answering(monkeypatch, capsys):
+    def broken(loaded):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(serve, "matchup_table", broken)
+    follower = ServedModelFollower("models:/m/1", client=None)
+    follower.current = loaded = Predictor(ModelInfo("models:/m/1", "m", "1"), object())
+    follower._add_matchups(loaded)
+    assert follower.current is loaded
+    assert "no matchup table for m v1: no room; battles by name are scored by the model" in (
+        capsys.readouterr().err
+    )
+
+
+def test_known_spellings_skip_the_checks_and_land_on_the_same_rows():
+    records = [{"a": "Pikachu", "b": "charizard"}, {"b": "Onix", "a": "mew"}]
+    known = pokedex().known(records)
+    checked = pokedex().battles(["pikachu", "Mew"], ["Charizard", "onix"])
+    assert known is not None
+    assert known.a.tolist() == checked.a.tolist() and known.b.tolist() == checked.b.tolist()
+    assert known.names() == (["Pikachu", "Mew"], ["Charizard", "Onix"])
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [{"a": "pikachu", "b": "mew", "id": 1}],  # a field too many: the contract says so
+        [{"a": "pikachu"}, {"a": "mew", "b": "onix"}],
+        [{"a": ["pikachu"], "b": "mew"}],  # not even hashable
+        [{"a": 25, "b": "mew"}],
+        [{"a": "", "b": "mew"}],  # too short for the contract, whatever the Pokédex holds
+        [{"a": "PIKACHU!!", "b": "mew"}],  # a spelling not found yet: looked up, then kept
+    ],
+)
+def test_anything_else_goes_through_the_contracts_checks(records):
+    assert pokedex().known(records) is None
+
+
+def test_a_spelling_found_once_is_known_from_then_on():
+    records = [{"a": "  mR. mImE ", "b": "mew"}]
+    assert pokedex().known(records) is None
+    asked_battles(records)
+    assert pokedex().known(records).names() == (["Mr. Mime"], ["Mew"])
+
+
+def test_the_services_socket_gets_tcp_nodelay_from_asyncio():
+    """asyncio sets TCP_NODELAY on accepted sockets whose protocol says TCP only; without it
+    every answer after the first on a kept-alive connection waited for a delayed ACK."""
+    import asyncio
+
+    listening = _listen("127.0.0.1", 0)
+    accepted: list[int] = []
+
+    async def main() -> None:
+        async def on_connection(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname())
+            await asyncio.sleep(0.2)
+            writer.close()
+
+    asyncio.run(main())
+    assert listening.proto == socket.IPPROTO_TCP and accepted == [1]
+
+
+def test_the_build_runs_at_the_lowest_priority_and_the_service_does_not():
+    """Only the building thread is lowered: the answers keep the service's priority."""
+    import os
+    import threading
+
+    seen: list[int] = []
+
+    def build() -> None:
+        lowest_priority()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    builder = threading.Thread(target=build)
+    builder.start()
+    builder.join()
+    assert seen == [LOWEST_PRIORITY]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
