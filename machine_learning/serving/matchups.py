@@ -18,6 +18,7 @@ import contextlib
 import copy
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from machine_learning.serving.predict import Predictor, pokedex
@@ -29,8 +30,11 @@ A_ROWS_PER_CHUNK = 32  # 42,752 battles a chunk: a few MB of features at a time
 LOWEST_PRIORITY = 19
 
 
-def matchup_table(predictor: Predictor) -> np.ndarray:
-    """P(a wins) for every (a, b) of the Pokédex, exactly as ``predictor`` answers it."""
+def matchup_table(
+    predictor: Predictor, wanted: Callable[[], bool] = lambda: True
+) -> np.ndarray | None:
+    """P(a wins) for every (a, b) of the Pokédex, exactly as ``predictor`` answers it; None as
+    soon as it is no longer ``wanted`` (another version replaced it meanwhile)."""
     import numpy as np
 
     single = Predictor(predictor.info, one_thread(predictor.pipeline))
@@ -39,6 +43,8 @@ def matchup_table(predictor: Predictor) -> np.ndarray:
     table = np.empty((n, n))
     every_b = np.arange(n)
     for start in range(0, n, A_ROWS_PER_CHUNK):
+        if not wanted():
+            return None
         a_rows = np.arange(start, min(n, start + A_ROWS_PER_CHUNK))
         frame = dex.frame(np.repeat(a_rows, n), np.tile(every_b, len(a_rows)))
         table[a_rows] = single.rounded(frame).reshape(-1, n)

@@ -87,7 +87,7 @@ class ServedModelFollower:
         version has replaced it meanwhile (the lock keeps the swap from undoing a newer one)."""
         lowest_priority()
         try:
-            table = matchup_table(loaded)
+            table = matchup_table(loaded, lambda: self.current is loaded)
         except Exception as error:  # battles by name are still answered, by the model
             print(
                 f"no matchup table for {loaded.info.label}: {first_line(error)}; battles by "
@@ -97,7 +97,7 @@ class ServedModelFollower:
             )
             return
         with self._swap:
-            if self.current is loaded:
+            if table is not None and self.current is loaded:
                 self.current = replace(loaded, matchups=table)
 
     def run(self) -> None:

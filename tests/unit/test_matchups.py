@@ -53,7 +53,7 @@ def test_the_table_answers_every_battle_by_name_exactly_as_the_model(predictor):
 
 
 def test_a_table_finished_after_its_version_was_replaced_is_dropped(monkeypatch):
-    monkeypatch.setattr(serve, "matchup_table", lambda loaded: np.zeros((1, 1)))
+    monkeypatch.setattr(serve, "matchup_table", lambda loaded, wanted: np.zeros((1, 1)))
     follower = ServedModelFollower("models:/m/2", client=None)
     old = Predictor(ModelInfo("models:/m/1", "m", "1"), object())
     new = Predictor(ModelInfo("models:/m/2", "m", "2"), object())
@@ -64,8 +64,18 @@ def test_a_table_finished_after_its_version_was_replaced_is_dropped(monkeypatch)
     assert follower.current.info.version == "2" and follower.current.matchups is not None
 
 
+def test_a_build_stops_once_its_version_is_no_longer_wanted(predictor):
+    asked = []
+
+    def wanted() -> bool:
+        asked.append(1)
+        return len(asked) < 3
+
+    assert matchup_table(predictor, wanted) is None and len(asked) == 3
+
+
 def test_a_table_that_cannot_be_built_leaves_the_model_answering(monkeypatch, capsys):
-    def broken(loaded):
+    def broken(loaded, wanted):
         raise MemoryError("no room")
 
     monkeypatch.setattr(serve, "matchup_table", broken)
