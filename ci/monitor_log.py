@@ -33,6 +33,7 @@ from machine_learning.contract.inference_log import (
     outcomes,
     reader_connect_args,
     redacted,
+    scrubbed,
 )
 from machine_learning.monitoring.names import PREDICTION, STAT_COLUMNS, TYPE_COLUMNS
 
@@ -89,6 +90,7 @@ class LogReader:
     def __init__(self, url_text: str) -> None:
         self.url = parse_url(url_text)
         self.shown = redacted(url_text)
+        self._url_text = url_text  # for scrubbing the driver's messages only
         self._engine = _engine(self.url)
 
     def __enter__(self) -> LogReader:
@@ -171,9 +173,7 @@ class LogReader:
         try:
             yield
         except SQLAlchemyError as error:
-            reason = first_line(getattr(error, "orig", None) or error)
-            if self.url.password:
-                reason = reason.replace(str(self.url.password), "***")
+            reason = scrubbed(first_line(getattr(error, "orig", None) or error), self._url_text)
             raise InferenceLogFailed(
                 f"the inference log {self.shown} failed while {doing}: {reason}"
             ) from None

@@ -203,15 +203,11 @@ def _unreadable(url: str, error: BaseException) -> BadInput:
 
 
 def _clean(error: BaseException, url: str) -> str:
-    """The driver's first line, with the URL's password cut out should the driver repeat it."""
-    from sqlalchemy.engine import make_url
+    """The driver's first line, with the URL's credentials cut out should the driver repeat
+    them."""
+    from machine_learning.contract.inference_log import scrubbed
 
-    line = first_line(error)
-    try:
-        password = make_url(url).password
-    except Exception:  # an unreadable URL has no password to hide beyond the URL itself
-        return line.replace(url, "<the URL>")
-    return line.replace(str(password), "***") if password else line
+    return scrubbed(first_line(error), url)
 
 
 def _columns() -> list[str]:

@@ -108,9 +108,39 @@ def reader_connect_args(backend: str, statement_timeout_s: int) -> dict[str, obj
     return {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
 
 
+# Query parameters that carry credentials (libpq reads ``?password=`` and ``?sslpassword=``
+# as well as the URL's own password): hidden wherever the URL or a driver's message is shown.
+SECRET_QUERY_WORDS = ("password", "secret", "token")
+HIDDEN = "***"
+
+
 def redacted(url: str) -> str:
-    """The log's URL as it may be shown: the password replaced by ``***``."""
+    """The log's URL as it may be shown: its password, and every query parameter named like a
+    credential, replaced by ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # not a URL SQLAlchemy reads: show nothing of it
         return "<an inference log URL SQLAlchemy cannot read>"
+    hidden = {key: HIDDEN for key in parsed.query if _secret(key)}
+    shown = parsed.update_query_dict(hidden) if hidden else parsed
+    return shown.render_as_string(hide_password=True).replace("%2A%2A%2A", HIDDEN)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` (a driver's message) with the URL's credentials cut out, should it repeat
+    them: its password and the values of its credential-like query parameters."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # an unreadable URL: hide it whole
+        return text.replace(url, "<the URL>")
+    secrets = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if _secret(key):
+            secrets += [value] if isinstance(value, str) else list(value)
+    for secret in filter(None, map(str, secrets)):
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_QUERY_WORDS)

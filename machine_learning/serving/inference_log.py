@@ -41,6 +41,7 @@ from machine_learning.contract.inference_log import (
     metadata,
     outcomes,
     redacted,
+    scrubbed,
 )
 from machine_learning.datasets import RAW_COLUMNS
 
@@ -215,7 +216,7 @@ class InferenceLog:
     ) -> None:
         self.engine = open_engine(url)
         self.url = redacted(url)  # the only form of it shown
-        self._password = self.engine.url.password
+        self._url = url  # for scrubbed() only
         self.retention = timedelta(days=retention_days)
         self.backoff_max_s = backoff_max_s
         self.queue = BattleQueue(queue_battles)
@@ -402,8 +403,8 @@ class InferenceLog:
         )
 
     def scrubbed(self, text: str) -> str:
-        """``text`` with the URL's password replaced, should a driver's message quote it."""
-        return text.replace(self._password, "***") if self._password else text
+        """``text`` with the URL's credentials replaced, should a driver's message quote them."""
+        return scrubbed(text, self._url)
 
     @staticmethod
     def _say(line: str) -> None:

@@ -335,3 +335,27 @@ def test_outcomes_need_the_predictors_token_when_it_has_one(tmp_path):
             assert status == 200 and answer["recorded"] == 1
     finally:
         log.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://writer:s3cr3t-pw@db:5432/inference_log",
+        "postgresql://writer@db/inference_log?password=s3cr3t-pw",  # libpq reads it from here too
+        "postgresql://writer@db/inference_log?sslmode=require&sslpassword=s3cr3t-pw",
+    ],
+)
+def test_the_urls_credentials_are_shown_nowhere_wherever_they_are_given(url):
+    from ci.monitor_log import LogReader
+    from machine_learning.contract.inference_log import redacted, scrubbed
+
+    log = InferenceLog(url, DEFAULT_RETENTION_DAYS)  # not started: nothing is connected
+    try:
+        driver_says = 'connection failed: password "s3cr3t-pw" rejected for "writer"'
+        shown = [redacted(url), log.url, LogReader(url).shown, log.scrubbed(driver_says)]
+        shown.append(scrubbed(driver_says, url))
+    finally:
+        log.engine.dispose()
+    assert not [line for line in shown if "s3cr3t-pw" in line]
+    assert all("***" in line for line in shown)
+    assert "writer" in redacted(url) and "@db" in redacted(url)  # which database, as whom
