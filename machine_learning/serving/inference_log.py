@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
     from machine_learning.serving.predict import Battles
 
+# Each statement on PostgreSQL is bounded: a table locked by someone else (a migration, a
+# VACUUM FULL) fails the writer's batch, which is dropped and counted like any database failure,
+# and an outcomes post answers 503, instead of both waiting for as long as the lock is held.
+STATEMENT_TIMEOUT_S = 30.0
 QUEUE_BATTLES = 100_000  # about 20 MB of queued rows; beyond it, answered battles are dropped
 FLUSH_INTERVAL_S = 0.5  # one insert per half second, however many requests came in between
 FLUSH_WAIT_S = 10.0  # an outcome waits at most this long for the battles queued before it
@@ -165,7 +169,7 @@ class BattleQueue:
             return items
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> Engine:
     """The log's engine; InferenceLogURLError (one line, exit 2) for a URL SQLAlchemy cannot
     read or a driver it cannot load. Nothing is connected yet: a database down at start is the
     writer's to report, not a reason to refuse to serve."""
@@ -183,8 +187,15 @@ def open_engine(url: str) -> Engine:
         )
     try:
         driver = parsed.get_driver_name()  # loads the dialect
-        timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if driver.startswith("psycopg") else {}
-        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
+        bounds = (
+            {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
+            }
+            if driver.startswith("psycopg")
+            else {}
+        )
+        return create_engine(parsed, pool_pre_ping=True, connect_args=bounds)
     except (NoSuchModuleError, ImportError) as error:
         raise InferenceLogURLError(
             f"inference log {shown}: unknown or missing driver ({first_line(error)}; {EXAMPLES})"
@@ -213,8 +224,9 @@ class InferenceLog:
         retention_days: int,
         queue_battles: int = QUEUE_BATTLES,
         backoff_max_s: float = BACKOFF_MAX_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
     ) -> None:
-        self.engine = open_engine(url)
+        self.engine = open_engine(url, statement_timeout_s)
         self.url = redacted(url)  # the only form of it shown
         self._url = url  # for scrubbed() only
         self.retention = timedelta(days=retention_days)

@@ -13,6 +13,7 @@ import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import psycopg
 import pytest
 import yaml
@@ -20,9 +21,11 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from ci.stack import COMPOSE_FILE
-from machine_learning.contract.inference_log import battles, outcomes
+from machine_learning.contract.inference_log import Outcome, battles, outcomes
+from machine_learning.serving.inference_log import InferenceLog, InferenceLogDown
+from machine_learning.serving.predict import pokedex
 from tests.conftest import cli_env, run_cli
-from tests.http_service import Service
+from tests.http_service import Service, wait_for
 from tests.native_stack import DEFAULT_ADMIN_DSN, interpolate
 from tests.tcp_relay import Relay
 
@@ -189,6 +192,28 @@ def test_a_database_down_at_start_and_mid_way_never_fails_an_answer(model, datab
     finally:
         service.stop()
         relay.stop()
+
+
+def test_a_table_locked_by_someone_else_fails_a_write_in_bounded_time_not_forever(database):
+    """A migration or VACUUM FULL holding the table: the writer's batch and an outcomes post
+    each fail at the statement timeout (dropped and counted; 503), then write once it is free."""
+    log = InferenceLog(log_url(database), 30, statement_timeout_s=1).start()
+    asked = pokedex().battles(["pikachu"], ["charizard"])
+    try:
+        assert log.flush(10) and log.status == "ok"  # the tables exist
+        with psycopg.connect(DEFAULT_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}") as holder:
+            holder.execute("LOCK TABLE battles IN ACCESS EXCLUSIVE MODE")
+            (battle_id,) = log.record("1", None, asked, np.array([0.75]))
+            assert log.flush(20), "the writer never came back from the locked table"
+            assert log.dropped_database == 1 and "statement timeout" in log.error
+            with pytest.raises(InferenceLogDown, match="statement timeout"):
+                log.record_outcomes([Outcome(battle_id=battle_id, winner="a")])
+        log.record("1", None, asked, np.array([0.75]))  # the lock is gone with its transaction
+        wait_for(lambda: log.written == 1, "the battle written once the lock is gone", 60)
+        assert log.status == "ok"
+    finally:
+        log.stop()
+        log.engine.dispose()
 
 
 def test_the_predictor_logs_as_a_role_of_its_own_the_stack_creates_for_it(tmp_path):
