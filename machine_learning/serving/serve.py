@@ -4,7 +4,9 @@ A registry URI with an alias (default ``models:/pokemon-battle@champion``) is po
 ``poll_interval`` seconds; a new version is loaded in the background and swapped in at once
 (one reference assignment), so a request is answered entirely by one version, and says which.
 A version that fails to load leaves the old one serving, and ``/health`` says ``degraded``.
-A folder, ``runs:/`` or ``models:/name/3`` URI serves that fixed model. With an inference log
+A folder, ``runs:/`` or ``models:/name/3`` URI serves that fixed model. Each loaded version's
+matchup table (``serving.matchups``) is built in the background and swapped in the same way,
+unless a newer version has replaced it meanwhile. With an inference log
 (``serving.inference_log``) every answered battle is logged, and ``/v1/outcomes`` records who
 won.
 """
