@@ -11,12 +11,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from machine_learning.contract.failures import BadInput, first_line
 from machine_learning.contract.mlflow_names import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
@@ -26,6 +26,7 @@ from machine_learning.contract.prediction import (
     NAMED_BATTLES,
     RAW_BATTLES,
     STATS,
+    ServedModel,
     response_json,
 )
 from machine_learning.data import load_pokedex
@@ -258,23 +259,16 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """Which model answers: its URI, and for a registered one its name, version, run and commit."""
+class ModelInfo(ServedModel):
+    """Which model answers: the contract's ServedModel (what ``/v1/version`` answers: its URI,
+    and for a registered one its name, version, alias, run and commit), and what the service
+    derives from it."""
 
-    uri: str
-    name: str = ""
-    version: str = ""
-    alias: str = ""
-    run_id: str = ""
-    git_sha: str = ""
+    model_config = ConfigDict(frozen=True)
 
     @property
     def label(self) -> str:
         return f"{self.name} v{self.version}" if self.version else self.uri
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
     @property
     def load_uri(self) -> str:

@@ -133,7 +133,7 @@ def api_router(
         served = follower.current
         if served is None:
             return JSONResponse({"error": follower.error}, status_code=503)
-        return JSONResponse(served.info.to_dict())
+        return JSONResponse(served.info.model_dump())
 
     @router.get("/names", response_model=list[str])
     def names() -> JSONResponse:

@@ -40,7 +40,9 @@ class QuarterModel:
 def follower() -> ServedModelFollower:
     """Registered version 7 of a stand-in model, serving."""
     following = ServedModelFollower("models:/m/7", client=None)
-    following.current = Predictor(ModelInfo("models:/m/7", "m", "7"), QuarterModel())
+    following.current = Predictor(
+        ModelInfo(uri="models:/m/7", name="m", version="7"), QuarterModel()
+    )
     return following
 
 

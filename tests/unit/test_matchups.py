@@ -35,7 +35,7 @@ def predictor(small_battles) -> Predictor:
         ]
     )
     pipeline.fit(train.drop(columns="a_wins"), train["a_wins"])
-    return Predictor(ModelInfo("models:/m/1", "m", "1"), pipeline)
+    return Predictor(ModelInfo(uri="models:/m/1", name="m", version="1"), pipeline)
 
 
 def test_the_table_answers_every_battle_by_name_exactly_as_the_model(predictor):
@@ -55,8 +55,8 @@ def test_the_table_answers_every_battle_by_name_exactly_as_the_model(predictor):
 def test_a_table_finished_after_its_version_was_replaced_is_dropped(monkeypatch):
     monkeypatch.setattr(serve, "matchup_table", lambda loaded, wanted: np.zeros((1, 1)))
     follower = ServedModelFollower("models:/m/2", client=None)
-    old = Predictor(ModelInfo("models:/m/1", "m", "1"), object())
-    new = Predictor(ModelInfo("models:/m/2", "m", "2"), object())
+    old = Predictor(ModelInfo(uri="models:/m/1", name="m", version="1"), object())
+    new = Predictor(ModelInfo(uri="models:/m/2", name="m", version="2"), object())
     follower.current = new
     follower._add_matchups(old)  # v1's build ends after v2 was swapped in
     assert follower.current is new
@@ -80,7 +80,9 @@ def test_a_table_that_cannot_be_built_leaves_the_model_answering(monkeypatch, ca
 
     monkeypatch.setattr(serve, "matchup_table", broken)
     follower = ServedModelFollower("models:/m/1", client=None)
-    follower.current = loaded = Predictor(ModelInfo("models:/m/1", "m", "1"), object())
+    follower.current = loaded = Predictor(
+        ModelInfo(uri="models:/m/1", name="m", version="1"), object()
+    )
     follower._add_matchups(loaded)
     assert follower.current is loaded
     assert "no matchup table for m v1: no room; battles by name are scored by the model" in (

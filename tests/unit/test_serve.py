@@ -37,7 +37,7 @@ class HeldModel:
 def test_health_answers_while_a_large_request_is_being_scored():
     model = HeldModel()
     follower = ServedModelFollower("models:/m/1", client=None)
-    follower.current = Predictor(ModelInfo("models:/m/1", "m", "1"), model)
+    follower.current = Predictor(ModelInfo(uri="models:/m/1", name="m", version="1"), model)
     answers: list[dict] = []
     with served(create_app(follower, ["127.0.0.1"])) as url:
         battles = [{"a": "pikachu", "b": "mew"}] * (INLINE_BATTLES + 1)
@@ -70,7 +70,7 @@ class HalfModel:
 def service():
     """A real uvicorn on loopback serving a stand-in model as registered version 7."""
     follower = ServedModelFollower("models:/m/7", client=None)
-    follower.current = Predictor(ModelInfo("models:/m/7", "m", "7"), HalfModel())
+    follower.current = Predictor(ModelInfo(uri="models:/m/7", name="m", version="7"), HalfModel())
     with served(create_app(follower, ["127.0.0.1"])) as url:
         yield url
 
