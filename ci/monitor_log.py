@@ -30,8 +30,8 @@ import numpy as np
 from machine_learning.contract.failures import BadInput, Unreachable, first_line
 from machine_learning.contract.inference_log import (
     battles,
+    connect_args,
     outcomes,
-    reader_connect_args,
     redacted,
     scrubbed,
 )
@@ -201,5 +201,4 @@ def _engine(url: URL) -> Engine:
         path = url.database or ""
         if path in ("", ":memory:") or not Path(path).is_file():
             raise BadInput(f"no inference log at {path or 'an in-memory database'}: no such file")
-    connect_args = reader_connect_args(url.get_backend_name(), STATEMENT_TIMEOUT_S)
-    return create_engine(url, connect_args=connect_args)
+    return create_engine(url, connect_args=connect_args(url, STATEMENT_TIMEOUT_S, read_only=True))

@@ -346,6 +346,15 @@ def _use_parsers(commands) -> None:
         metavar="DAYS",
         help="logged battles older than this are deleted, with their outcomes (default: 30)",
     )
+    serve.add_argument(
+        "--matchup-table",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after each load, score every pair of the Pokédex in the background (one core, "
+        "lowest priority; about 6 s for the XGBoost that train makes) and answer battles by name "
+        "from that table; --no-matchup-table where the CPU is capped by a quota, which a "
+        "low-priority thread still spends (default: on)",
+    )
     _add_model_options(serve)
 
 

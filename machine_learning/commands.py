@@ -148,7 +148,9 @@ def run_serve(args: argparse.Namespace) -> int:
     listening = _listen(args.host, args.port)  # a taken port is said before the model loads
     on_server = args.model_uri.startswith(SERVER_URIS)
     client = serving_client(args.tracking_uri) if on_server else None
-    follower = ServedModelFollower(args.model_uri, client, args.poll_interval).start()
+    follower = ServedModelFollower(
+        args.model_uri, client, args.poll_interval, matchups=args.matchup_table
+    ).start()
     if follower.current is None and not follower.follows_alias:
         listening.close()
         raise BadInput(follower.error)

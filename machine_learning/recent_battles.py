@@ -145,7 +145,7 @@ def _engine(url: str):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    from machine_learning.contract.inference_log import reader_connect_args, redacted
+    from machine_learning.contract.inference_log import connect_args, redacted
 
     try:
         parsed = make_url(url)
@@ -153,8 +153,8 @@ def _engine(url: str):
             database = parsed.database or ""
             if database in ("", ":memory:") or not Path(database).is_file():
                 raise BadInput(f"--with-inference-log {redacted(url)}: no such SQLite file")
-        connect_args = reader_connect_args(parsed.get_backend_name(), STATEMENT_TIMEOUT_S)
-        return create_engine(parsed, connect_args=connect_args)
+        bounds = connect_args(parsed, STATEMENT_TIMEOUT_S, read_only=True)
+        return create_engine(parsed, connect_args=bounds)
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
         raise BadInput(
             f"--with-inference-log {redacted(url)}: not a database URL SQLAlchemy can use "

@@ -29,7 +29,7 @@ from sqlalchemy import (
     String,
     Table,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from machine_learning.contract.prediction import MAX_BATTLES, MAX_NAME_CHARS, SIDE_FIELDS
 
@@ -96,16 +96,24 @@ class OutcomesResponse(BaseModel):
     conflicting: list[str]
 
 
-def reader_connect_args(backend: str, statement_timeout_s: int) -> dict[str, object]:
-    """How a reader of the log (the monitor, retraining) connects: within CONNECT_TIMEOUT_S,
-    and on PostgreSQL read-only with each statement bounded, so a busy or hung log fails in one
-    line instead of holding a job until its own timeout."""
-    if backend == "sqlite":
-        return {"timeout": CONNECT_TIMEOUT_S}
-    options = (
-        f"-c statement_timeout={statement_timeout_s * 1000} -c default_transaction_read_only=on"
-    )
-    return {"connect_timeout": CONNECT_TIMEOUT_S, "options": options}
+def connect_args(
+    url: URL, statement_timeout_s: float, read_only: bool, connect_s: float = CONNECT_TIMEOUT_S
+) -> dict[str, object]:
+    """How a process connects to the log: within ``connect_s``, and on PostgreSQL (psycopg)
+    with each statement bounded — read-only for its readers (the monitor, retraining) — so a
+    busy, locked or hung log fails in one line instead of holding a job or the predictor's
+    writer. The bounds are added to the libpq ``options`` the URL may give (a search_path, …),
+    which SQLAlchemy would otherwise replace by these."""
+    if url.get_backend_name() == "sqlite":
+        return {"timeout": connect_s}
+    if url.get_backend_name() != "postgresql" or not url.get_driver_name().startswith("psycopg"):
+        return {}
+    given = url.query.get("options", "")
+    bounds = [*([given] if isinstance(given, str) else given)]
+    bounds.append(f"-c statement_timeout={round(statement_timeout_s * 1000)}")
+    if read_only:
+        bounds.append("-c default_transaction_read_only=on")
+    return {"connect_timeout": connect_s, "options": " ".join(filter(None, bounds))}
 
 
 # Query parameters that carry credentials (libpq reads ``?password=`` and ``?sslpassword=``

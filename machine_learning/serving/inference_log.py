@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import create_engine, delete, insert, inspect, select
+from sqlalchemy import create_engine, delete, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
@@ -38,6 +38,7 @@ from machine_learning.contract.inference_log import (
     Outcome,
     OutcomesResponse,
     battles,
+    connect_args,
     metadata,
     outcomes,
     redacted,
@@ -186,15 +187,8 @@ def open_engine(url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> E
             f"between threads: name a file ({EXAMPLES})"
         )
     try:
-        driver = parsed.get_driver_name()  # loads the dialect
-        bounds = (
-            {
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
-            }
-            if driver.startswith("psycopg")
-            else {}
-        )
+        parsed.get_driver_name()  # loads the dialect: a missing driver is said here
+        bounds = connect_args(parsed, statement_timeout_s, False, CONNECT_TIMEOUT_S)
         return create_engine(parsed, pool_pre_ping=True, connect_args=bounds)
     except (NoSuchModuleError, ImportError) as error:
         raise InferenceLogURLError(
@@ -361,6 +355,8 @@ class InferenceLog:
         cutoff = datetime.now(UTC) - self.retention
         old = select(battles.c.battle_id).where(battles.c.logged_at < cutoff)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # the first purge in a while may be long
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
             connection.execute(delete(outcomes).where(outcomes.c.battle_id.in_(old)))
             connection.execute(delete(battles).where(battles.c.logged_at < cutoff))
         self._purged_at = time.monotonic()

@@ -89,7 +89,7 @@ class ServedModelFollower:
         version has replaced it meanwhile (the lock keeps the swap from undoing a newer one)."""
         lowest_priority()
         try:
-            table = matchup_table(loaded, lambda: self.current is loaded)
+            table = matchup_table(loaded, lambda: self.current is loaded and not self.stopped)
         except Exception as error:  # battles by name are still answered, by the model
             print(
                 f"no matchup table for {loaded.info.label}: {first_line(error)}; battles by "
@@ -115,6 +115,10 @@ class ServedModelFollower:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
 
 def create_app(

@@ -11,7 +11,9 @@ import os
 import re
 import secrets
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -22,10 +24,13 @@ from sqlalchemy.engine import make_url
 
 from ci.stack import COMPOSE_FILE
 from machine_learning.contract.inference_log import Outcome, battles, outcomes
+from machine_learning.datasets import held_out_battles
 from machine_learning.serving.inference_log import InferenceLog, InferenceLogDown
 from machine_learning.serving.predict import pokedex
+from machine_learning.simulator import Scenario
 from tests.conftest import cli_env, run_cli
 from tests.http_service import Service, wait_for
+from tests.inference_log import log_battles
 from tests.native_stack import DEFAULT_ADMIN_DSN, interpolate
 from tests.tcp_relay import Relay
 
@@ -211,6 +216,28 @@ def test_a_table_locked_by_someone_else_fails_a_write_in_bounded_time_not_foreve
         log.record("1", None, asked, np.array([0.75]))  # the lock is gone with its transaction
         wait_for(lambda: log.written == 1, "the battle written once the lock is gone", 60)
         assert log.status == "ok"
+    finally:
+        log.stop()
+        log.engine.dispose()
+
+
+def test_the_retention_purge_is_not_cut_short_by_the_writers_statement_timeout(database):
+    """The first purge after a long downtime may take longer than a write may: it waits for a
+    lock held past the writes' timeout, and deletes what is old."""
+    log = InferenceLog(log_url(database), 30, statement_timeout_s=1).start()
+    try:
+        assert log.flush(10) and log.status == "ok"
+        month_ago = datetime.now(UTC) - timedelta(days=31)
+        old_ids = log_battles(
+            log_url(database), held_out_battles(3, Scenario.RANDOM), logged_at=month_ago
+        )
+        with psycopg.connect(DEFAULT_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}") as holder:
+            holder.execute("LOCK TABLE battles IN ACCESS EXCLUSIVE MODE")
+            release = threading.Timer(2.5, holder.commit)
+            release.start()
+            log._purge()  # waits past the 1 s writes' bound for the lock, then deletes
+            release.join()
+        assert not [row for row in rows(database, battles) if row["battle_id"] in old_ids]
     finally:
         log.stop()
         log.engine.dispose()

@@ -361,3 +361,16 @@ def test_the_urls_credentials_are_shown_nowhere_wherever_they_are_given(url):
     assert not [line for line in shown if "s3cr3t-pw" in line]
     assert all("***" in line for line in shown)
     assert "writer" in redacted(url) and "@db" in redacted(url)  # which database, as whom
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_the_logs_bounds_add_to_the_urls_own_libpq_options(read_only):
+    from sqlalchemy.engine import make_url
+
+    from machine_learning.contract.inference_log import connect_args
+
+    url = make_url("postgresql+psycopg://writer@db/log?options=-csearch_path%3Dlogs")
+    options = connect_args(url, 30, read_only)["options"]
+    assert options.startswith("-csearch_path=logs -c statement_timeout=30000")
+    assert ("default_transaction_read_only=on" in options) is read_only
+    assert connect_args(make_url("sqlite:///log.db"), 30, read_only) == {"timeout": 10}

@@ -162,3 +162,19 @@ def test_the_build_runs_at_the_lowest_priority_and_the_service_does_not():
     builder.join()
     assert seen == [LOWEST_PRIORITY]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_a_stopped_service_stops_building(predictor):
+    follower = ServedModelFollower("models:/m/1", client=None)
+    follower.current = predictor
+    follower.stop()
+    follower._add_matchups(predictor)
+    assert follower.current is predictor and predictor.matchups is None
+
+
+def test_the_table_can_be_turned_off_where_the_cpu_is_capped():
+    from machine_learning.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).matchup_table is True
+    assert parser.parse_args(["serve", "--no-matchup-table"]).matchup_table is False
