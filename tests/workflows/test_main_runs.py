@@ -92,7 +92,10 @@ def test_a_champion_the_predictor_cannot_load_is_verified_and_rolled_back(story)
     verification runs all the same, learns why from /health, rolls back, and the snapshot
     keeps the rollback."""
     story.promoted_by_dispatch()
-    story.runner.faults |= {"FAKE_DOCKER_FAULT": "unloadable-champion", "FAKE_DOCKER_WAIT_S": "8"}
+    story.runner.faults |= {
+        "FAKE_DOCKER_FAULT": "unloadable-champion",
+        "FAKE_DOCKER_PREDICTOR_WAIT_S": "8",
+    }
     try:
         result = story.push("refs/heads/main", 116, "unloadable")
     finally:
