@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -240,3 +242,24 @@ def test_the_monitor_dispatches_a_training_only_from_the_default_branch_and_when
     assert condition.startswith("!cancelled() && needs.monitor.outputs.retrain == 'true'")
     assert "needs.monitor.outputs.default-branch == 'true'" in condition
     assert "(github.event_name == 'schedule' || inputs.retrain)" in condition
+
+
+@pytest.mark.parametrize(("age_days", "warned"), [(50, True), (44, False), (0, False)])
+def test_the_scheduled_monitor_warns_before_github_disables_its_schedule(
+    tmp_path, age_days, warned
+):
+    """The step's own script, in a checkout whose newest commit is ``age_days`` old."""
+    monitor = load_workflow(GITHUB / "workflows" / "monitor.yml")
+    (step,) = [s for s in monitor["jobs"]["monitor"]["steps"] if "disables" in s.get("name", "")]
+    assert step["if"] == "github.event_name == 'schedule'"
+    when = f"@{int(time.time()) - age_days * 86400 - 60} +0000"
+    identity = {"GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.com"}
+    env = os.environ | identity | {"GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@x.org"}
+    env |= {"GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when}
+    for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "old"]):
+        subprocess.run(["git", *command], cwd=tmp_path, env=env, check=True)
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith(f"::warning::the newest commit is {age_days} days old") is warned
+    assert bool(done.stdout) is warned
