@@ -139,6 +139,8 @@ def test_a_scheduled_monitor_in_stack_mode_watches_nothing_and_keeps_mains_snaps
     result = story.runner.run("monitor.yml", "monitor", event)
     assert result.conclusion == "success", failure_details(result)
     assert "nothing to watch" in result.step("Nothing to watch in stack mode").output
+    warn = result.step("Warn before GitHub disables this schedule")  # a fresh commit: no warning
+    assert warn.outcome == "success" and "days old" not in warn.output, warn.output
     read = result.step("Read the newest state snapshot")
     assert read.outcome == "success", read.output
     assert re.search(
