@@ -56,8 +56,12 @@ def score_csv(predictor: Predictor, source: Path, target: Path, chunk_rows: int)
 def scored_chunk(predictor: Predictor, rows) -> pd.DataFrame:
     import pandas as pd
 
-    p = predictor.p_a_wins(rows)
-    values = (rows["a_name"], rows["b_name"], p.round(6), (1 - p).round(6))
+    from machine_learning.serving.predict import p_b_wins
+
+    # As the API answers: rounding the model's float32 here gave another last digit than the
+    # API for about 2% of battles.
+    p = predictor.rounded(rows)
+    values = (rows["a_name"], rows["b_name"], p, p_b_wins(p))
     scored = pd.DataFrame(dict(zip(OUTPUT_COLUMNS, values, strict=False)))
     scored = scored.assign(model_version=predictor.info.version, model_uri=predictor.info.uri)
     for column in ("a", "b", "model_uri"):

@@ -341,12 +341,18 @@ class Predictor:
     ) -> bytes:
         """The prediction API's response (contract.PredictResponse) for battles answered ``p``."""
         a, b = battles.names()
-        q = (1 - p).round(6)
-        return response_json(self.info.version or None, a, b, p.tolist(), q.tolist(), battle_ids)
+        q = p_b_wins(p).tolist()
+        return response_json(self.info.version or None, a, b, p.tolist(), q, battle_ids)
 
     def answer_json(self, battles: Battles) -> bytes:
         """The prediction API's response for these battles."""
         return self.response(battles, self.answered(battles))
+
+
+def p_b_wins(answered: np.ndarray) -> np.ndarray:
+    """P(side b wins) as answered, from the answered (rounded) P(side a wins): the two add up to
+    1 to the sixth digit, in the API and in batch files alike."""
+    return (1 - answered).round(6)
 
 
 def load_predictor(info: ModelInfo) -> Predictor:

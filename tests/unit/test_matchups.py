@@ -7,11 +7,8 @@ import socket
 
 import numpy as np
 import pytest
-from sklearn.pipeline import Pipeline
-from xgboost import XGBClassifier
 
 from machine_learning.commands import _listen
-from machine_learning.features import BattleFeatures
 from machine_learning.serving import serve
 from machine_learning.serving.matchups import LOWEST_PRIORITY, lowest_priority, matchup_table
 from machine_learning.serving.predict import (
@@ -22,20 +19,6 @@ from machine_learning.serving.predict import (
     pokedex,
 )
 from machine_learning.serving.serve import ServedModelFollower
-
-
-@pytest.fixture(scope="module")
-def predictor(small_battles) -> Predictor:
-    """A small real pipeline (the features and XGBoost on two threads, as train builds it)."""
-    train, _ = small_battles
-    pipeline = Pipeline(
-        [
-            ("features", BattleFeatures()),
-            ("model", XGBClassifier(n_estimators=20, max_depth=4, n_jobs=2, random_state=0)),
-        ]
-    )
-    pipeline.fit(train.drop(columns="a_wins"), train["a_wins"])
-    return Predictor(ModelInfo(uri="models:/m/1", name="m", version="1"), pipeline)
 
 
 def test_the_table_answers_every_battle_by_name_exactly_as_the_model(predictor):
