@@ -188,7 +188,9 @@ def open_engine(url: str, statement_timeout_s: float = STATEMENT_TIMEOUT_S) -> E
         )
     try:
         parsed.get_driver_name()  # loads the dialect: a missing driver is said here
-        bounds = connect_args(parsed, statement_timeout_s, False, CONNECT_TIMEOUT_S)
+        bounds = connect_args(
+            parsed, statement_timeout_s, read_only=False, connect_s=CONNECT_TIMEOUT_S
+        )
         return create_engine(parsed, pool_pre_ping=True, connect_args=bounds)
     except (NoSuchModuleError, ImportError) as error:
         raise InferenceLogURLError(
