@@ -9,7 +9,10 @@ registered, ``champion`` on version 1. Side by side in one run:
 - one battle per request over a kept-alive loopback connection, p50/p99 (ours by name, once
   its matchup table is built; MLflow's takes the raw row, since it knows no names — the name
   lookup is part of our time);
-- 10,000 battles in one request (ours by name, and as raw rows, which the model scores);
+- 10,000 battles in one request (ours by name as rows and as columns, and as raw rows, which
+  the model scores), and the HTTP floor of the columns' request: the same bodies to an app on
+  the same server stack that reads the body and answers as many bytes, doing nothing else
+  (http_floor.py), one battle's and 10,000's;
 - the alias swapped under load: 4 clients for --load-seconds while the champion is promoted
   and rolled back twice; failed requests, unlabelled answers, and how long after each move the
   new version first answered (poll interval 1 s);
@@ -76,23 +79,38 @@ _KEPT: dict[str, http.client.HTTPConnection] = {}
 def timed_ok(url: str, body: dict) -> float:
     """Seconds of one POST that must succeed (a refused request would time nothing), over a
     kept-alive connection per server, as a client of a service keeps it (TCP_NODELAY on our
-    side too, so a large body is not held behind its headers)."""
+    side too, so a large body is not held behind its headers). A connection the server closed
+    while idle (uvicorn's keep-alive timeout is 5 s) is reopened and the request timed again,
+    as a client's pool does."""
     parts = urllib.parse.urlsplit(url)
+    data = json.dumps(body).encode()
+    for attempt in range(2):
+        connection = _connection(parts)
+        started = time.perf_counter()
+        try:
+            connection.request("POST", parts.path, data, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            _KEPT.pop(parts.netloc).close()
+            if attempt:
+                raise
+            continue
+        seconds = time.perf_counter() - started
+        if answer.status != 200:
+            raise RuntimeError(f"{url} answered {answer.status}")
+        return seconds
+    raise AssertionError("unreachable")
+
+
+def _connection(parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
     connection = _KEPT.get(parts.netloc)
     if connection is None:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         connection.connect()
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _KEPT[parts.netloc] = connection
-    data = json.dumps(body).encode()
-    started = time.perf_counter()
-    connection.request("POST", parts.path, data, {"Content-Type": "application/json"})
-    answer = connection.getresponse()
-    answer.read()
-    seconds = time.perf_counter() - started
-    if answer.status != 200:
-        raise RuntimeError(f"{url} answered {answer.status}")
-    return seconds
+    return connection
 
 
 def wait_until(url: str, timeout: float = 120) -> float:
@@ -189,6 +207,37 @@ def log_cost(plain: str, logged: str, requests: int, rounds: int = 10) -> dict:
     }
 
 
+def raw_answer(url: str, body: dict) -> bytes:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read()
+
+
+def http_floor(workdir: Path, env: dict, many: dict, answer_bytes: int, requests: int) -> dict:
+    """One battle's p50 and 10,000's best of 5 against http_floor.py: the server stack alone."""
+    port = free_port()
+    script = Path(__file__).resolve().parent / "http_floor.py"
+    command = [sys.executable, str(script), str(port), str(answer_bytes)]
+    process = subprocess.Popen(command, cwd=workdir, env=env, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/predict"
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            try:
+                timed_ok(url, PAIR)
+                break
+            except OSError:
+                _KEPT.pop(f"127.0.0.1:{port}", None)
+                time.sleep(0.1)
+        one_p50, _ = latency(url, PAIR, requests)
+        ten_thousand = min(timed_ok(url, many) for _ in range(5))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return {"one_p50_ms": round(one_p50, 3), "ten_thousand_ms": round(ten_thousand * 1000, 2)}
+
+
 def wait_for_matchups(base: str, timeout: float = 300) -> float:
     """Seconds until the predictor at ``base`` answers battles by name from its matchup table
     (built in the background after each load; the model answers until then)."""
@@ -283,6 +332,9 @@ def main() -> None:
         }
         many = {"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}
         ours_10k = min(timed_ok(ours, names) for _ in range(3))
+        columns = {"battles": {"a": raw["a_name"].tolist(), "b": raw["b_name"].tolist()}}
+        ours_10k_columns = min(timed_ok(ours, columns) for _ in range(5))
+        floor = http_floor(workdir, env, columns, len(raw_answer(ours, columns)), args.requests)
         rows = {"battles": json.loads(raw.to_json(orient="records"))}
         ours_10k_rows = min(timed_ok(ours, rows) for _ in range(3))
         theirs_10k = min(timed_ok(theirs, many) for _ in range(3))
@@ -306,13 +358,16 @@ def main() -> None:
         },
         "ten_thousand_s": {
             "ours": round(ours_10k, 4),
+            "ours_columns": round(ours_10k_columns, 4),
             "ours_raw_rows": round(ours_10k_rows, 4),
             "mlflow_models_serve": round(theirs_10k, 4),
         },
+        "http_floor_columns": floor,
         "matchup_table_after_healthy_s": round(table_s, 1),
         # Issue 20's target: 10,000 battles in at most 10x the time of one (p50).
         "ten_thousand_over_one_p50": {
             "ours": round(ours_10k * 1000 / ours_p50, 1),
+            "ours_columns": round(ours_10k_columns * 1000 / ours_p50, 1),
             "mlflow_models_serve": round(theirs_10k * 1000 / theirs_p50, 1),
         },
         "inference_log_cost_ms": cost,

@@ -2,10 +2,14 @@
 ``ci verify`` and ``predict --json`` read and print through these same models.
 
 Battles are TypedDicts inside the models: pydantic checks each field exactly as it would on a
-model, without building one object per battle. Measured on 10,000 battles by name (README,
-Benchmarks): parsing and validating a body of row objects takes 4.6 ms as TypedDicts, 7.3 ms as
-models; writing 10,000 predictions through the response model 3 ms, against 11 ms validating
-them as models and 12 ms with ``json.dumps``.
+model, without building one object per battle. Battles by name come as rows (one object each)
+or as columns (``{"a": [...], "b": [...]}``, the form ``DataFrame.to_dict("list")`` gives);
+the answer comes in the form asked. Columns are the cheap form for large requests: 10,000
+battles are two lists of strings to read and four lists to write, not 10,000 objects each way.
+
+Measured on 10,000 battles by name (README, Benchmarks): parsing and validating a body of row
+objects takes 4.6 ms as TypedDicts, 7.3 ms as models; writing 10,000 predictions through the
+response model 3 ms, against 11 ms validating them as models and 12 ms with ``json.dumps``.
 
 Bounds are part of the contract: a base stat is a whole number from 1 to ``MAX_STAT`` (so the
 features' 64-bit arithmetic cannot wrap), a name at most ``MAX_NAME_CHARS`` characters (so the
@@ -74,10 +78,24 @@ RawBattle = TypedDict(  # type: ignore[misc]
 RawBattle.__doc__ = "A full raw battle row: both sides' name, types and base stats."
 
 
-class PredictRequest(BaseModel):
-    """``POST /v1/predict``: battles by name, or full raw rows (one form per request)."""
+Names = Annotated[list[Name], Field(min_length=1, max_length=MAX_BATTLES, fail_fast=True)]
 
-    battles: list[BattleByName] | list[RawBattle] = Field(min_length=1, max_length=MAX_BATTLES)
+
+class BattleColumns(TypedDict):
+    """Battles by name as two columns of the same length: battle i is a[i] against b[i]."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    a: Names
+    b: Names
+
+
+class PredictRequest(BaseModel):
+    """``POST /v1/predict``: battles by name (rows or columns), or full raw rows."""
+
+    battles: (
+        Annotated[list[BattleByName] | list[RawBattle], Field(min_length=1, max_length=MAX_BATTLES)]
+        | BattleColumns
+    )
 
 
 class Prediction(TypedDict):
@@ -97,6 +115,27 @@ class PredictResponse(BaseModel):
 
     model_version: str | None
     predictions: list[Prediction]
+
+
+Probabilities = list[Probability]
+
+
+class PredictionColumns(TypedDict):
+    """The answers to battles asked as columns, as columns in the same order: the fields of
+    Prediction, each a list."""
+
+    a: list[str]
+    b: list[str]
+    p_a_wins: Probabilities
+    p_b_wins: Probabilities
+    battle_id: NotRequired[list[str]]
+
+
+class PredictColumnsResponse(BaseModel):
+    """The answer to ``POST /v1/predict`` with battles as columns."""
+
+    model_version: str | None
+    predictions: PredictionColumns
 
 
 class ServedModel(BaseModel):
@@ -137,6 +176,7 @@ class ErrorBody(BaseModel):
 # costs one error, not 180,000).
 NAMED_BATTLES = TypeAdapter(Annotated[list[BattleByName], Field(fail_fast=True)])
 RAW_BATTLES = TypeAdapter(Annotated[list[RawBattle], Field(fail_fast=True)])
+BATTLE_COLUMNS = TypeAdapter(BattleColumns)
 
 
 def response_json(
@@ -146,9 +186,19 @@ def response_json(
     p_a_wins: Sequence[float],
     p_b_wins: Sequence[float],
     battle_ids: Sequence[str] | None = None,
+    columns: bool = False,
 ) -> bytes:
     """The response body, written by the response model's serializer from plain lists: the
-    values come from the model, so they are not validated again (10,000 battles: 3 ms)."""
+    values come from the model, so they are not validated again (10,000 battles: 3 ms as rows,
+    1.5 ms as ``columns``)."""
+    if columns:
+        fields = {"a": a, "b": b, "p_a_wins": p_a_wins, "p_b_wins": p_b_wins}
+        if battle_ids is not None:
+            fields["battle_id"] = battle_ids
+        answer = PredictColumnsResponse.model_construct(
+            model_version=model_version, predictions=fields
+        )
+        return PredictColumnsResponse.__pydantic_serializer__.to_json(answer)
     predictions: list[dict] = [
         {"a": x, "b": y, "p_a_wins": p, "p_b_wins": q}
         for x, y, p, q in zip(a, b, p_a_wins, p_b_wins, strict=True)

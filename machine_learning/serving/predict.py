@@ -21,6 +21,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from machine_learning.contract.failures import BadInput, first_line
 from machine_learning.contract.mlflow_names import CHAMPION, REGISTERED_MODEL, TAG_GIT_SHA
 from machine_learning.contract.prediction import (
+    BATTLE_COLUMNS,
+    MAX_BATTLES,
     MAX_NAME_CHARS,
     MAX_STAT,
     NAMED_BATTLES,
@@ -95,15 +97,26 @@ class Pokedex:
         already checked against the contract); else None, and they go through its validation.
         The common case costs 10,000 battles about 1.5 ms instead of 9 ms (benchmarks/serving.py).
         """
-        import numpy as np
 
         # map() over C functions: a generator per battle would cost more than the lookups
         if set(map(len, records)) != {2}:
             return None
         try:
             a, b = (list(map(itemgetter(side), records)) for side in "ab")
+        except KeyError:
+            return None
+        return self.known_columns(a, b)
+
+    def known_columns(self, a: Sequence[Any], b: Sequence[Any]) -> NamedBattles | None:
+        """Battles a[i] vs b[i] when both columns are as long and hold only spellings already
+        found; else None (see ``known``)."""
+        import numpy as np
+
+        if type(a) is not list or type(b) is not list or len(a) != len(b):
+            return None
+        try:
             a_rows, b_rows = list(map(self._typed.get, a)), list(map(self._typed.get, b))
-        except (KeyError, TypeError):  # a field missing, or a name that is not even hashable
+        except TypeError:  # a name that is not even hashable
             return None
         if None in a_rows or None in b_rows:
             return None
@@ -176,10 +189,13 @@ def by_name(records: Sequence[Mapping[str, Any]]) -> bool:
     return any("a" in record or "b" in record for record in records)
 
 
-def asked_battles(records: Sequence[Mapping[str, Any]]) -> Battles:
-    """Battles given by name pairs or by full raw rows (a request's or a batch file's), checked
-    against the prediction contract. The form is chosen from the fields rather than left to a
-    union, so a bad battle is told what its own form lacks."""
+def asked_battles(records: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> Battles:
+    """Battles given by name pairs, by name columns (a mapping) or by full raw rows (a
+    request's or a batch file's), checked against the prediction contract. The form is chosen
+    from the fields rather than left to a union, so a bad battle is told what its own form
+    lacks."""
+    if isinstance(records, Mapping):
+        return _column_battles(records)
     if not by_name(records):
         return RawBattles(raw_rows(records))
     known = pokedex().known(records)
@@ -187,6 +203,20 @@ def asked_battles(records: Sequence[Mapping[str, Any]]) -> Battles:
         return known
     battles = _validated(NAMED_BATTLES, records, _named_reason)
     return pokedex().battles([b["a"] for b in battles], [b["b"] for b in battles])
+
+
+def _column_battles(columns: Mapping[str, Any]) -> NamedBattles:
+    """Battles asked as the columns a and b: the lookup of ``known`` first, the contract's
+    validation only when it does not answer."""
+    if len(columns) == 2:
+        known = pokedex().known_columns(columns.get("a"), columns.get("b"))
+        if known is not None and len(known):
+            return known
+    checked = _validated(BATTLE_COLUMNS, columns, _column_reason)
+    a, b = checked["a"], checked["b"]
+    if len(a) != len(b):
+        raise PredictError(f"the columns a and b must be as long; a has {len(a):,}, b {len(b):,}")
+    return pokedex().battles(a, b)
 
 
 def battle_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -209,7 +239,7 @@ def raw_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def _validated(adapter: TypeAdapter, records: Sequence[Any], reason: Callable) -> list:
+def _validated(adapter: TypeAdapter, records: Any, reason: Callable) -> Any:
     """``records`` through the contract's ``adapter``; PredictError with the first reason."""
     try:
         return adapter.validate_python(records)
@@ -228,6 +258,25 @@ def _named_reason(error: Mapping[str, Any], records: Sequence[Any]) -> str:
     if error["type"].startswith("string_too"):
         return f"battle {index + 1}: {field} must be 1 to {MAX_NAME_CHARS} characters"
     return f"every battle must be an object ({error['msg']})"
+
+
+def _column_reason(error: Mapping[str, Any], columns: Mapping[str, Any]) -> str:
+    """One line for the first part of battles as columns that breaks the contract."""
+    column, index = (*error["loc"], "", "")[:2]
+    if error["type"] in ("missing", "extra_forbidden"):
+        fields = ", ".join(sorted(map(str, columns))) or "none"
+        return f"battles as columns have exactly the columns a and b; these have {fields}"
+    if error["type"] == "list_type":
+        return f"column {column} must be a list of names"
+    if error["type"] == "too_short":
+        return f"column {column} is empty; send at least one battle"
+    if error["type"] == "too_long":
+        return f"column {column} holds more than {MAX_BATTLES:,} battles; send fewer"
+    if error["type"] == "string_type":
+        return f"column {column}: names must be strings; battle {index + 1} is not"
+    if error["type"].startswith("string_too"):
+        return f"column {column}, battle {index + 1}: names are 1 to {MAX_NAME_CHARS} characters"
+    return f"battles as columns: {error['msg']}"
 
 
 def _raw_reason(error: Mapping[str, Any], records: Sequence[Any]) -> str:
@@ -337,12 +386,18 @@ class Predictor:
         return self.p_a_wins(rows).astype(np.float64).round(6)
 
     def response(
-        self, battles: Battles, p: np.ndarray, battle_ids: Sequence[str] | None = None
+        self,
+        battles: Battles,
+        p: np.ndarray,
+        battle_ids: Sequence[str] | None = None,
+        columns: bool = False,
     ) -> bytes:
-        """The prediction API's response (contract.PredictResponse) for battles answered ``p``."""
+        """The prediction API's response for battles answered ``p``: contract.PredictResponse,
+        or PredictColumnsResponse for battles asked as ``columns``."""
         a, b = battles.names()
         q = p_b_wins(p).tolist()
-        return response_json(self.info.version or None, a, b, p.tolist(), q, battle_ids)
+        version = self.info.version or None
+        return response_json(version, a, b, p.tolist(), q, battle_ids, columns)
 
     def answer_json(self, battles: Battles) -> bytes:
         """The prediction API's response for these battles."""

@@ -29,6 +29,7 @@ from machine_learning.contract.prediction import (
     SYNTHETIC_REQUEST_PREFIX,
     ErrorBody,
     Health,
+    PredictColumnsResponse,
     PredictResponse,
     ServedModel,
 )
@@ -38,19 +39,30 @@ from machine_learning.serving.inference_log import (
     InferenceLogDown,
     request_id,
 )
-from machine_learning.serving.predict import PredictError, Predictor, asked_battles, pokedex
+from machine_learning.serving.predict import (
+    PredictError,
+    Predictor,
+    asked_battles,
+    by_name,
+    pokedex,
+)
 
 if TYPE_CHECKING:
     from machine_learning.serving.serve import Metrics, ServedModelFollower
 
 MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
-# Larger requests are scored in a worker thread, so a 10,000-battle batch never holds up /health
-# or the small requests behind it. Small ones stay on the loop: a thread hop for every request
-# cut the load test's throughput by a third (benchmarks/serving.py).
+# Larger requests the model must score go to a worker thread, so a 10,000-battle batch (about
+# 100 ms of XGBoost) never holds up /health or the small requests behind it. Small ones stay on
+# the loop: a thread hop for every request cut the load test's throughput by a third. So do
+# battles by name once the matchup table answers them: 10,000 cost about 8 ms there, 10 ms with
+# the hop (benchmarks/serving.py).
 INLINE_BATTLES = 100
 JSON = "application/json"
 TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
-SHAPE = 'send {"battles": [{"a": name, "b": name}, …]} (or raw rows)'
+SHAPE = (
+    'send {"battles": [{"a": name, "b": name}, …]}, {"battles": {"a": [names], "b": [names]}} '
+    "or raw rows"
+)
 OUTCOMES_SHAPE = 'send {"outcomes": [{"battle_id": id, "winner": "a" or "b"}, …]}'
 
 
@@ -92,7 +104,7 @@ def api_router(
 
     @router.post(
         "/predict",
-        response_model=PredictResponse,
+        response_model=PredictResponse | PredictColumnsResponse,
         responses=ERRORS,
         openapi_extra={"requestBody": request_body("PredictRequest")},
     )
@@ -194,11 +206,24 @@ async def answer(
     if isinstance(battles, tuple):
         return battles
     try:
-        if len(battles) > INLINE_BATTLES:
+        if _count(battles) > INLINE_BATTLES and not _from_table(served, battles):
             return 200, await run_in_threadpool(_scored, served, battles, log, asked_as)
         return 200, _scored(served, battles, log, asked_as)
     except PredictError as error:
         return 422, {"error": str(error)}
+
+
+def _from_table(served: Predictor, battles: list[dict] | dict) -> bool:
+    """Whether the matchup table will answer these battles (by name), not the model."""
+    return served.matchups is not None and (isinstance(battles, dict) or by_name(battles))
+
+
+def _count(battles: list[dict] | dict) -> int:
+    """How many battles a request asks about, as rows or as columns."""
+    if isinstance(battles, list):
+        return len(battles)
+    column = battles.get("a")
+    return len(column) if isinstance(column, list) else 0
 
 
 NOT_AUTHORISED = (
@@ -272,17 +297,22 @@ def _document(raw: bytes, key: str, shape: str) -> object | tuple[int, dict]:
     except ValueError as error:
         return 400, {"error": f"the body is not JSON we accept ({first_line(error)}): {shape}"}
     items = document.get(key) if isinstance(document, dict) else None
-    if isinstance(items, list) and len(items) > MAX_BATTLES:
-        return 413, {"error": f"{len(items):,} {key}; at most {MAX_BATTLES:,} per request"}
+    columns = items.values() if isinstance(items, dict) else [items]  # battles as columns
+    count = max((len(column) for column in columns if isinstance(column, list)), default=0)
+    if count > MAX_BATTLES:
+        return 413, {"error": f"{count:,} {key}; at most {MAX_BATTLES:,} per request"}
     return document
 
 
-def _battles(raw: bytes) -> list[dict] | tuple[int, dict]:
-    """The body's battles, or (status, error) when it is not the request's shape."""
+def _battles(raw: bytes) -> list[dict] | dict | tuple[int, dict]:
+    """The body's battles (rows, or a dict of columns), or (status, error) when it is not the
+    request's shape."""
     document = _document(raw, "battles", SHAPE)
     if isinstance(document, tuple):
         return document
     battles = document.get("battles") if isinstance(document, dict) else None
+    if isinstance(battles, dict):  # columns: checked with the names (asked_battles)
+        return battles
     if not isinstance(battles, list) or not battles:
         return 422, {"error": f"expected a non-empty list of battles: {SHAPE}"}
     if set(map(type, battles)) != {dict}:  # the parser's objects are dicts exactly
@@ -291,11 +321,12 @@ def _battles(raw: bytes) -> list[dict] | tuple[int, dict]:
 
 
 def _scored(
-    served: Predictor, battles: list[dict], log: InferenceLog | None, asked_as: str | None
+    served: Predictor, battles: list[dict] | dict, log: InferenceLog | None, asked_as: str | None
 ) -> bytes:
-    """The answer's body; with a log, its battles queued for the log and their ids answered."""
+    """The answer's body, in the form asked (rows or columns); with a log, its battles queued
+    for the log and their ids answered."""
     asked = asked_battles(battles)
     p = served.answered(asked)
     logged = log is not None and not (asked_as or "").startswith(SYNTHETIC_REQUEST_PREFIX)
     ids = log.record(served.info.version, asked_as, asked, p) if logged else None
-    return served.response(asked, p, ids)
+    return served.response(asked, p, ids, columns=isinstance(battles, dict))

@@ -111,6 +111,22 @@ def test_every_answered_battle_is_one_row_with_its_id_version_request_and_column
     assert odd["a_spe"] == 100
 
 
+def test_battles_asked_as_columns_are_logged_and_answered_their_ids_as_a_column(logged):
+    base, log, url = logged
+    status, answer, _ = request(
+        base + "/v1/predict", {"battles": {"a": ["pikachu", "mew"], "b": ["onix", "Mewtwo"]}}
+    )
+    assert status == 200, answer
+    ids = answer["predictions"]["battle_id"]
+    assert len(ids) == 2 and all(BATTLE_ID.match(i) for i in ids)
+    assert log.flush()
+    rows = {row["battle_id"]: row for row in table_rows(url, battles)}
+    assert [(rows[i]["a_name"], rows[i]["b_name"]) for i in ids] == [
+        ("Pikachu", "Onix"),
+        ("Mew", "Mewtwo"),
+    ]
+
+
 def test_the_request_id_is_cut_to_the_columns_length(logged):
     base, log, url = logged
     long = "r" * (REQUEST_ID_CHARS + 50)

@@ -14,10 +14,15 @@ import pytest
 
 from ci.verify import SMOKE, probabilities
 from machine_learning.contract.inference_log import OutcomesRequest, OutcomesResponse
-from machine_learning.contract.prediction import PredictRequest, PredictResponse
+from machine_learning.contract.prediction import (
+    MAX_BATTLES,
+    PredictColumnsResponse,
+    PredictRequest,
+    PredictResponse,
+)
 from machine_learning.datasets import RAW_COLUMNS
-from machine_learning.serving.predict import ModelInfo, Predictor
-from machine_learning.serving.routes import INLINE_BATTLES
+from machine_learning.serving.predict import ModelInfo, Predictor, pokedex
+from machine_learning.serving.routes import INLINE_BATTLES, _from_table
 from machine_learning.serving.serve import ServedModelFollower, create_app
 from tests.http_service import served
 
@@ -140,12 +145,18 @@ def test_serve_and_verify_share_one_schema(service):
     assert "/predict" not in document["paths"]  # the aliases are not a second API
     assert "/outcomes" not in document["paths"]
 
-    def resolved(schema: dict) -> dict:
+    def resolved(schema: dict) -> bool:
+        if "anyOf" in schema:  # /v1/predict answers in the form asked: rows or columns
+            return all(map(resolved, schema["anyOf"]))
         name = schema["$ref"].rsplit("/", 1)[1]
-        model = {
-            model.__name__: model
-            for model in (PredictRequest, PredictResponse, OutcomesRequest, OutcomesResponse)
-        }[name]
+        models = (
+            PredictRequest,
+            PredictResponse,
+            PredictColumnsResponse,
+            OutcomesRequest,
+            OutcomesResponse,
+        )
+        model = {model.__name__: model for model in models}[name]
         expected = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for nested, definition in expected.pop("$defs", {}).items():
             assert components[nested] == definition, nested
@@ -156,6 +167,11 @@ def test_serve_and_verify_share_one_schema(service):
         request = route["requestBody"]["content"]["application/json"]["schema"]
         response = route["responses"]["200"]["content"]["application/json"]["schema"]
         assert resolved(request) and resolved(response)
+    answered = predict["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
+    assert [schema["$ref"].rsplit("/", 1)[1] for schema in answered] == [
+        "PredictResponse",
+        "PredictColumnsResponse",
+    ]
     assert predict["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ErrorBody"
     )
@@ -163,3 +179,63 @@ def test_serve_and_verify_share_one_schema(service):
     status, answer = call(service + "/v1/predict", json.dumps({"battles": battles}).encode())
     assert status == 200
     assert probabilities(answer, len(SMOKE), "smoke") == [(0.5, 0.5)] * len(SMOKE)
+
+
+def test_battles_as_columns_are_answered_as_columns_with_the_rows_answers(service):
+    a, b = ["pikachu", "Mr. Mime", "mew"], ["charizard", "onix", "MEWTWO"]
+    rows = [{"a": x, "b": y} for x, y in zip(a, b, strict=True)]
+    status, by_rows = call(service + "/v1/predict", json.dumps({"battles": rows}).encode())
+    status_columns, by_columns = call(
+        service + "/v1/predict", json.dumps({"battles": {"a": a, "b": b}}).encode()
+    )
+    assert status == status_columns == 200
+    PredictColumnsResponse.model_validate(by_columns)
+    assert by_columns["model_version"] == by_rows["model_version"] == "7"
+    transposed = {
+        field: [prediction[field] for prediction in by_rows["predictions"]]
+        for field in ("a", "b", "p_a_wins", "p_b_wins")
+    }
+    assert by_columns["predictions"] == transposed
+    assert transposed["a"] == ["Pikachu", "Mr. Mime", "Mew"]  # the Pokédex's spelling
+
+
+@pytest.mark.parametrize(
+    ("columns", "status", "reason"),
+    [
+        ({"a": ["pikachu", "mew"], "b": ["onix"]}, 422, "must be as long; a has 2, b 1"),
+        ({"a": ["pikachu"], "b": ["onix"], "c": [1]}, 422, "exactly the columns a and b"),
+        ({"a": ["pikachu"]}, 422, "exactly the columns a and b; these have a"),
+        ({"a": "pikachu", "b": "mew"}, 422, "column a must be a list of names"),
+        ({"a": [], "b": []}, 422, "column a is empty"),
+        ({"a": ["pikachu", 25], "b": ["mew", "onix"]}, 422, "battle 2 is not"),
+        ({"a": ["pikachu"], "b": ["x" * 101]}, 422, "column b, battle 1: names are 1 to 100"),
+        ({"a": ["pikachu"], "b": ["mewtoo"]}, 422, "unknown Pokémon 'mewtoo': did you mean"),
+        ({"a": ["mew"] * (MAX_BATTLES + 1), "b": ["onix"]}, 413, "10,001 battles; at most"),
+    ],
+)
+def test_bad_columns_are_refused_with_a_reason(service, columns, status, reason):
+    body = json.dumps({"battles": columns}).encode()
+    answered, answer = call(service + "/v1/predict", body)
+    assert answered == status, answer
+    (line,) = answer["error"].splitlines()
+    assert reason in line
+
+
+def test_many_battles_by_name_go_to_the_table_on_the_loop_and_raw_rows_to_the_model_thread():
+    """Above INLINE_BATTLES the model scores in a worker thread; battles by name the matchup
+    table answers need neither the model (None here) nor the thread."""
+    table = np.full((len(pokedex().names),) * 2, 0.25)
+    info = ModelInfo(uri="models:/m/1", name="m", version="1")
+    with_table, without = Predictor(info, None, table), Predictor(info, HalfModel())
+    rows, columns = [{"a": "pikachu", "b": "mew"}], {"a": ["pikachu"], "b": ["mew"]}
+    assert _from_table(with_table, rows) and _from_table(with_table, columns)
+    assert not _from_table(with_table, [RAW]) and not _from_table(without, columns)
+    follower = ServedModelFollower("models:/m/1", client=None)
+    follower.current = with_table
+    count = INLINE_BATTLES + 1
+    with served(create_app(follower, ["127.0.0.1"])) as url:
+        columns = {"a": ["pikachu"] * count, "b": ["mew"] * count}
+        status, answer = call(url + "/v1/predict", json.dumps({"battles": columns}).encode())
+    assert status == 200, answer
+    assert answer["predictions"]["p_a_wins"] == [0.25] * count
+    assert answer["predictions"]["p_b_wins"] == [0.75] * count
