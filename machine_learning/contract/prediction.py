@@ -186,19 +186,9 @@ def response_json(
     p_a_wins: Sequence[float],
     p_b_wins: Sequence[float],
     battle_ids: Sequence[str] | None = None,
-    columns: bool = False,
 ) -> bytes:
     """The response body, written by the response model's serializer from plain lists: the
-    values come from the model, so they are not validated again (10,000 battles: 3 ms as rows,
-    1.5 ms as ``columns``)."""
-    if columns:
-        fields = {"a": a, "b": b, "p_a_wins": p_a_wins, "p_b_wins": p_b_wins}
-        if battle_ids is not None:
-            fields["battle_id"] = battle_ids
-        answer = PredictColumnsResponse.model_construct(
-            model_version=model_version, predictions=fields
-        )
-        return PredictColumnsResponse.__pydantic_serializer__.to_json(answer)
+    values come from the model, so they are not validated again (10,000 battles: 3 ms)."""
     predictions: list[dict] = [
         {"a": x, "b": y, "p_a_wins": p, "p_b_wins": q}
         for x, y, p, q in zip(a, b, p_a_wins, p_b_wins, strict=True)

@@ -52,6 +52,9 @@ class Pokedex:
     """Name → raw columns of one side, for every species and forme."""
 
     def __init__(self) -> None:
+        import numpy as np
+        from pydantic_core import to_json
+
         table = load_pokedex()
         self.names: list[str] = table["name"].tolist()
         self._index = {showdown_id(name): row for row, name in enumerate(self.names)}
@@ -63,6 +66,8 @@ class Pokedex:
         self._typed |= self._index
         self._columns = {column: table[column].to_numpy() for column in SIDE_COLUMNS}
         self.spelled = self._columns["name"]
+        # Each name as a JSON string, for answers written as columns (columns_json)
+        self.quoted = np.array([to_json(name) for name in self.names], dtype=object)
 
     def find(self, name: str) -> int:
         """The row of ``name``; PredictError with the closest names when there is none."""
@@ -393,11 +398,13 @@ class Predictor:
         columns: bool = False,
     ) -> bytes:
         """The prediction API's response for battles answered ``p``: contract.PredictResponse,
-        or PredictColumnsResponse for battles asked as ``columns``."""
+        or PredictColumnsResponse for battles asked as ``columns`` (always by name)."""
+        version = self.info.version or None
+        if columns and isinstance(battles, NamedBattles):
+            return columns_json(version, battles, p, battle_ids)
         a, b = battles.names()
         q = p_b_wins(p).tolist()
-        version = self.info.version or None
-        return response_json(version, a, b, p.tolist(), q, battle_ids, columns)
+        return response_json(version, a, b, p.tolist(), q, battle_ids)
 
     def answer_json(self, battles: Battles) -> bytes:
         """The prediction API's response for these battles."""
@@ -408,6 +415,47 @@ def p_b_wins(answered: np.ndarray) -> np.ndarray:
     """P(side b wins) as answered, from the answered (rounded) P(side a wins): the two add up to
     1 to the sixth digit, in the API and in batch files alike."""
     return (1 - answered).round(6)
+
+
+def columns_json(
+    model_version: str | None,
+    battles: NamedBattles,
+    p: np.ndarray,
+    battle_ids: Sequence[str] | None = None,
+) -> bytes:
+    """contract.PredictColumnsResponse for battles by name answered ``p``, written as bytes:
+    the Pokédex's names already quoted, the probabilities as six-decimal numbers straight
+    from numpy ("0.034000" is the same number as the rows' 0.034). 10,000 battles in about
+    0.5 ms, against 1.9 ms through the response model's serializer (benchmarks/serving.py);
+    tests hold it to the model's schema and to the rows' answers."""
+    import numpy as np
+    from pydantic_core import to_json
+
+    quoted = pokedex().quoted
+    micro = np.rint(p * 1_000_000).astype(np.int64)  # what rounded() rounded to
+    fields = [
+        b'"a":[' + b",".join(quoted.take(battles.a)) + b"]",
+        b'"b":[' + b",".join(quoted.take(battles.b)) + b"]",
+        b'"p_a_wins":' + _decimals(micro),
+        b'"p_b_wins":' + _decimals(1_000_000 - micro),  # p_b_wins(), exactly
+    ]
+    if battle_ids is not None:
+        fields.append(b'"battle_id":' + to_json(list(battle_ids)))
+    version = to_json(model_version)
+    return b'{"model_version":' + version + b',"predictions":{' + b",".join(fields) + b"}}"
+
+
+def _decimals(micro: np.ndarray) -> bytes:
+    """A JSON array of millionths from 0 to 1,000,000 as decimals: 34000 → 0.034000."""
+    import numpy as np
+
+    text = np.empty((len(micro), 9), dtype=np.uint8)
+    text[:, 0] = ord("0") + micro // 1_000_000
+    text[:, 1] = ord(".")
+    for place in range(6):
+        text[:, 2 + place] = ord("0") + micro // 10 ** (5 - place) % 10
+    text[:, 8] = ord(",")
+    return b"[" + text.tobytes()[:-1] + b"]"
 
 
 def load_predictor(info: ModelInfo) -> Predictor:

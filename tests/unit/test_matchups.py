@@ -3,12 +3,14 @@ version and never served for a version that has been replaced meanwhile."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import numpy as np
 import pytest
 
 from machine_learning.commands import _listen
+from machine_learning.contract.prediction import PredictColumnsResponse
 from machine_learning.serving import serve
 from machine_learning.serving.matchups import LOWEST_PRIORITY, lowest_priority, matchup_table
 from machine_learning.serving.predict import (
@@ -161,3 +163,31 @@ def test_the_table_can_be_turned_off_where_the_cpu_is_capped():
     parser = build_parser()
     assert parser.parse_args(["serve"]).matchup_table is True
     assert parser.parse_args(["serve", "--no-matchup-table"]).matchup_table is False
+
+
+def test_answers_as_columns_are_the_rows_answers_and_valid_against_the_schema():
+    """columns_json writes the columns response itself (names pre-quoted, probabilities as
+    six-decimal numbers): the same numbers as the serializer's rows, edges included."""
+    n = len(pokedex().names)
+    edges = [0.0, 1.0, 0.5, 0.034, 0.999999, 0.000001, 1 / 3, 2 / 3, 0.1234565]
+    table = np.repeat(np.resize(np.array(edges), n)[:, None], n, axis=1)  # by side a's row
+    predictor = Predictor(ModelInfo(uri="models:/m/4", name="m", version="4"), None, table)
+    records = [{"a": name, "b": "Mr. Mime"} for name in pokedex().names[: len(edges)]]
+    records.append({"a": "Farfetch\u2019d", "b": "Nidoran-F"})  # quoted as JSON
+    asked = asked_battles(records)
+    p = predictor.answered(asked).round(6)
+    ids = [f"id-{i}" for i in range(len(records))]
+    as_rows = json.loads(predictor.response(asked, p, ids))
+    as_columns = predictor.response(asked, p, ids, columns=True)
+    validated = PredictColumnsResponse.model_validate_json(as_columns)
+    assert validated.model_version == as_rows["model_version"] == "4"
+    for field in ("a", "b", "p_a_wins", "p_b_wins", "battle_id"):
+        assert json.loads(as_columns)["predictions"][field] == [
+            prediction[field] for prediction in as_rows["predictions"]
+        ], field
+    assert b'"p_a_wins":[0.000000,1.000000,0.500000,0.034000,0.999999,0.000001,' in as_columns
+    unversioned = Predictor(ModelInfo(uri="outputs/model"), None, table)
+    assert json.loads(unversioned.response(asked, p, columns=True))["model_version"] is None
+    assert (
+        "battle_id" not in json.loads(unversioned.response(asked, p, columns=True))["predictions"]
+    )
