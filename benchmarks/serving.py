@@ -238,6 +238,42 @@ def http_floor(workdir: Path, env: dict, many: dict, answer_bytes: int, requests
     return {"one_p50_ms": round(one_p50, 3), "ten_thousand_ms": round(ten_thousand * 1000, 2)}
 
 
+def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
+    """Where a 10,000-battle columns request's time goes inside the service, in this process
+    with the service's own functions and a matchup table (median ms): the body's JSON parsed,
+    the names looked up, the table read, the answer written."""
+    from machine_learning.serving.matchups import matchup_table
+    from machine_learning.serving.predict import (
+        ModelInfo,
+        Predictor,
+        asked_battles,
+        load_predictor,
+    )
+    from machine_learning.serving.routes import _battles
+
+    loaded = load_predictor(ModelInfo(uri=str(model_dir)))
+    served = Predictor(loaded.info, loaded.pipeline, matchup_table(loaded))
+    raw = json.dumps(body).encode()
+    battles = _battles(raw)
+    asked = asked_battles(battles)
+    p = served.answered(asked)
+    steps = {
+        "parse": lambda: _battles(raw),
+        "names": lambda: asked_battles(battles),
+        "table": lambda: served.answered(asked),
+        "write": lambda: served.response(asked, p, columns=True),
+    }
+    timings = {}
+    for name, step in steps.items():
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - started)
+        timings[name] = round(statistics.median(seconds) * 1000, 2)
+    return timings
+
+
 def wait_for_matchups(base: str, timeout: float = 300) -> float:
     """Seconds until the predictor at ``base`` answers battles by name from its matchup table
     (built in the background after each load; the model answers until then)."""
@@ -341,6 +377,7 @@ def main() -> None:
         swap = swap_under_load(ours, mlflow.MlflowClient(stack.tracking_uri), args.load_seconds)
         for port in (ours_port, logged_port):  # the last move's tables, built before timing
             wait_for_matchups(f"http://127.0.0.1:{port}")
+        inside = phases(workdir / "model-1" / "model", columns)
         cli_local = cold_start(str(workdir / "model-1" / "model"), workdir, env)
         cli_registry = cold_start(f"models:/{NAME}@champion", workdir, env)
     finally:
@@ -363,6 +400,7 @@ def main() -> None:
             "mlflow_models_serve": round(theirs_10k, 4),
         },
         "http_floor_columns": floor,
+        "columns_in_process_ms": inside,
         "matchup_table_after_healthy_s": round(table_s, 1),
         # Issue 20's target: 10,000 battles in at most 10x the time of one (p50).
         "ten_thousand_over_one_p50": {
