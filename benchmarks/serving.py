@@ -241,7 +241,9 @@ def http_floor(workdir: Path, env: dict, many: dict, answer_bytes: int, requests
 def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     """Where a 10,000-battle columns request's time goes inside the service, in this process
     with the service's own functions and a matchup table (median ms): the body's JSON parsed,
-    the names looked up, the table read, the answer written."""
+    the names looked up, the table read, the answer written, each back to back (warm caches);
+    then all four after a 20 ms pause in which 64 MB are touched, as between a client's
+    requests."""
     from machine_learning.serving.matchups import matchup_table
     from machine_learning.serving.predict import (
         ModelInfo,
@@ -263,10 +265,16 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
         "table": lambda: served.answered(asked),
         "write": lambda: served.response(asked, p, columns=True),
     }
+    four = list(steps.values())
+    steps["all, after a pause"] = lambda: [step() for step in four]
+    evicting = bytearray(64 << 20)  # touched in the pause, as other work evicts the caches
     timings = {}
     for name, step in steps.items():
         seconds = []
         for _ in range(repeats):
+            if name.endswith("pause"):
+                time.sleep(0.02)
+                evicting[::64] = bytes(len(evicting) // 64)
             started = time.perf_counter()
             step()
             seconds.append(time.perf_counter() - started)
