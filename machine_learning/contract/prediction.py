@@ -19,7 +19,7 @@ closest-name search stays cheap), at most ``MAX_BATTLES`` battles a request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Literal, NotRequired, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -79,10 +79,13 @@ RawBattle.__doc__ = "A full raw battle row: both sides' name, types and base sta
 
 
 Names = Annotated[list[Name], Field(min_length=1, max_length=MAX_BATTLES, fail_fast=True)]
+Battle = TypeVar("Battle")
+Rows = Annotated[list[Battle], Field(min_length=1, max_length=MAX_BATTLES)]
 
 
 class BattleColumns(TypedDict):
-    """Battles by name as two columns of the same length: battle i is a[i] against b[i]."""
+    """Battles by name as two columns of the same length (the service refuses columns of
+    different lengths): battle i is a[i] against b[i]."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     a: Names
@@ -92,10 +95,7 @@ class BattleColumns(TypedDict):
 class PredictRequest(BaseModel):
     """``POST /v1/predict``: battles by name (rows or columns), or full raw rows."""
 
-    battles: (
-        Annotated[list[BattleByName] | list[RawBattle], Field(min_length=1, max_length=MAX_BATTLES)]
-        | BattleColumns
-    )
+    battles: Rows[BattleByName] | Rows[RawBattle] | BattleColumns
 
 
 class Prediction(TypedDict):

@@ -55,7 +55,8 @@ MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
 # 100 ms of XGBoost) never holds up /health or the small requests behind it. Small ones stay on
 # the loop: a thread hop for every request cut the load test's throughput by a third. So do
 # battles by name once the matchup table answers them: 10,000 cost about 8 ms there, 10 ms with
-# the hop (benchmarks/serving.py).
+# the hop (benchmarks/serving.py). The price: 10,000 spellings never seen before (each looked
+# up and checked) hold /health for 0.1-0.2 s, where the thread held it 0.07-0.1 s (the GIL).
 INLINE_BATTLES = 100
 JSON = "application/json"
 TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
@@ -110,8 +111,9 @@ def api_router(
     )
     async def predict(request: Request) -> Response:
         """Who wins each battle, answered entirely by one version (named in X-Model-Version).
-        With an inference log, each battle's answer carries the battle_id to post its outcome
-        with."""
+        Battles asked as rows are answered as rows (PredictResponse); battles by name asked as
+        columns, as columns (PredictColumnsResponse). With an inference log, each battle's
+        answer carries the battle_id to post its outcome with."""
         started = time.perf_counter()
         served = follower.current  # one version answers the whole request
         asked_as = request_id(request.headers.get("x-request-id"))
@@ -297,10 +299,8 @@ def _document(raw: bytes, key: str, shape: str) -> object | tuple[int, dict]:
     except ValueError as error:
         return 400, {"error": f"the body is not JSON we accept ({first_line(error)}): {shape}"}
     items = document.get(key) if isinstance(document, dict) else None
-    columns = items.values() if isinstance(items, dict) else [items]  # battles as columns
-    count = max((len(column) for column in columns if isinstance(column, list)), default=0)
-    if count > MAX_BATTLES:
-        return 413, {"error": f"{count:,} {key}; at most {MAX_BATTLES:,} per request"}
+    if isinstance(items, list) and len(items) > MAX_BATTLES:
+        return 413, {"error": f"{len(items):,} {key}; at most {MAX_BATTLES:,} per request"}
     return document
 
 
@@ -312,6 +312,9 @@ def _battles(raw: bytes) -> list[dict] | dict | tuple[int, dict]:
         return document
     battles = document.get("battles") if isinstance(document, dict) else None
     if isinstance(battles, dict):  # columns: checked with the names (asked_battles)
+        count = max((len(c) for c in battles.values() if isinstance(c, list)), default=0)
+        if count > MAX_BATTLES:
+            return 413, {"error": f"{count:,} battles; at most {MAX_BATTLES:,} per request"}
         return battles
     if not isinstance(battles, list) or not battles:
         return 422, {"error": f"expected a non-empty list of battles: {SHAPE}"}

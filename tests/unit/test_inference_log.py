@@ -194,6 +194,7 @@ def test_outcomes_are_recorded_once_unknown_ids_reported_and_the_first_winner_ke
         ({"results": []}, 422, "outcomes: Field required"),
         ([1, 2], 422, "Input should be a valid dictionary"),
         ({"outcomes": [{"battle_id": "x-0", "winner": "a"}] * 10_001}, 413, "at most 10,000"),
+        ({"outcomes": {"battle_id": ["x-0"] * 10_001}}, 422, "outcomes: Input should be a valid"),
         (b"{not json", 400, "not JSON we accept"),
         (b'{"outcomes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "recursion limit"),
     ],

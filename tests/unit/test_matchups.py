@@ -191,3 +191,11 @@ def test_answers_as_columns_are_the_rows_answers_and_valid_against_the_schema():
     assert (
         "battle_id" not in json.loads(unversioned.response(asked, p, columns=True))["predictions"]
     )
+
+
+@pytest.mark.parametrize("wrong", [np.nan, 1.5, -0.2])
+def test_probabilities_outside_zero_to_one_are_never_written_as_columns(wrong):
+    battles = pokedex().battles(["mew", "onix"], ["pikachu", "mew"])
+    info = ModelInfo(uri="models:/m/4", name="m", version="4")
+    with pytest.raises(ValueError, match="outside"):
+        Predictor(info, None).response(battles, np.array([0.5, wrong]), columns=True)

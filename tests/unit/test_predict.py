@@ -69,6 +69,10 @@ def test_raw_rows_are_checked_column_by_column():
         ([{"a": "pikachu"}], "a"),
         ([{"a": "pikachu", "b": "mew", "id": 7}], "a, b, id"),
         ([{"a": "pikachu", "b": "mew"}, {"b": "mew", "a_name": "Pikachu"}], "a_name, b"),
+        (
+            [{"a": "pikachu", "b": "mew"} | {f"k{i:04}": 0 for i in range(5_000)}],
+            "a, b, k0000, k0001 and 4,998 more",
+        ),
     ],
 )
 def test_a_battle_by_name_missing_or_adding_a_field_is_told_so(battles, fields):
@@ -99,3 +103,8 @@ def test_a_batch_file_gives_each_battle_the_answer_the_api_gives(predictor):
     answered = json.loads(predictor.answer_json(asked))["predictions"]
     assert scored["p_a_wins"].tolist() == [a["p_a_wins"] for a in answered]
     assert scored["p_b_wins"].tolist() == [a["p_b_wins"] for a in answered]
+
+
+def test_an_accented_name_is_found_however_its_accents_are_typed():
+    composed, decomposed = "Flab\u00e9b\u00e9", "Flabe\u0301be\u0301"  # the Pokédex's
+    assert pokedex().battles([composed], [decomposed]).names() == ([decomposed], [decomposed])

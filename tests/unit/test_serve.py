@@ -205,6 +205,12 @@ def test_battles_as_columns_are_answered_as_columns_with_the_rows_answers(servic
         ({"a": ["pikachu", "mew"], "b": ["onix"]}, 422, "must be as long; a has 2, b 1"),
         ({"a": ["pikachu"], "b": ["onix"], "c": [1]}, 422, "exactly the columns a and b"),
         ({"a": ["pikachu"]}, 422, "exactly the columns a and b; these have a"),
+        ({"a": ["mew"], "b": ["mew"], "a\nX": [1]}, 422, "these have a, 'a\\nX', b"),
+        (
+            {"a": ["mew"], "b": ["mew"]} | {f"k{i:04}": 0 for i in range(5_000)},
+            422,
+            "these have a, b, k0000, k0001 and 4,998 more",
+        ),
         ({"a": "pikachu", "b": "mew"}, 422, "column a must be a list of names"),
         ({"a": [], "b": []}, 422, "column a is empty"),
         ({"a": ["pikachu", 25], "b": ["mew", "onix"]}, 422, "battle 2 is not"),
