@@ -270,6 +270,30 @@ class Runner:
         self._init_repository()
         self.toolbox.user.owns(self.home)
 
+    @contextmanager
+    def configured(
+        self,
+        variables: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None,
+        faults: dict[str, str] | None = None,
+        cache_outage: bool = False,
+    ) -> Iterator[Runner]:
+        """The jobs run inside see these repository variables and secrets, these faults of the
+        machine, a cache outage; afterwards the runner is as it was, whatever the jobs did (the
+        story's later jobs share it)."""
+        saved = dict(self.vars), dict(self.secrets), dict(self.faults), self.cache_outage
+        self.vars |= variables or {}
+        self.secrets |= secrets or {}
+        self.faults |= faults or {}
+        self.cache_outage = self.cache_outage or cache_outage
+        try:
+            yield self
+        finally:
+            for current, before in zip((self.vars, self.secrets, self.faults), saved, strict=False):
+                current.clear()
+                current.update(before)
+            self.cache_outage = saved[3]
+
     @property
     def user(self) -> RunnerUser:
         return self.toolbox.user

@@ -92,14 +92,9 @@ def test_a_champion_the_predictor_cannot_load_is_verified_and_rolled_back(story)
     verification runs all the same, learns why from /health, rolls back, and the snapshot
     keeps the rollback."""
     story.promoted_by_dispatch()
-    story.runner.faults |= {
-        "FAKE_DOCKER_FAULT": "unloadable-champion",
-        "FAKE_DOCKER_PREDICTOR_WAIT_S": "8",
-    }
-    try:
+    faults = {"FAKE_DOCKER_FAULT": "unloadable-champion", "FAKE_DOCKER_PREDICTOR_WAIT_S": "8"}
+    with story.runner.configured(faults=faults):
         result = story.push("refs/heads/main", 116, "unloadable")
-    finally:
-        story.runner.faults.clear()
     assert result.conclusion == "failure"
     assert "is now champion" in result.step("Promote").output, failure_details(result)
     started = result.step("Start the predictor")
@@ -119,11 +114,8 @@ def test_a_cache_outage_on_main_recovers_the_state_from_its_durable_copy(story):
     comes back from the newest mlflow-state artifact, and the run is judged against the
     champion instead of starting a new lineage."""
     story.merged()
-    story.runner.cache_outage = True
-    try:
+    with story.runner.configured(cache_outage=True):
         result = story.push("refs/heads/main", 117, "outage")
-    finally:
-        story.runner.cache_outage = False
     assert result.conclusion == "success", failure_details(result)
     assert story.artifact(117)["champion"] is not None  # not judged as a new lineage's first
     recovered = result.step("Recover the state if the cache lost it").output

@@ -80,11 +80,9 @@ def test_fork_pr_comments_only_with_a_genuine_artifact(story):
         }
     }
     event = Event("pull_request", f"refs/pull/{fork_pr}/merge", 109, payload)
-    runner.vars["MLFLOW_TRACKING_URI"] = "http://team-server.invalid"  # forks never see it
-    try:
+    team = {"MLFLOW_TRACKING_URI": "http://team-server.invalid"}  # forks never see it
+    with runner.configured(variables=team):
         result = runner.run(TRAIN, "train", event)
-    finally:
-        del runner.vars["MLFLOW_TRACKING_URI"]
     assert result.conclusion == "success", failure_details(result)
     assert "pull requests from forks get no repository variables" in result.summary
     assert story.artifact(109, "build.json")["pr_number"] == fork_pr
