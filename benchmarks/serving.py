@@ -76,7 +76,7 @@ def post(url: str, body: dict) -> tuple[int, str, float]:
 _KEPT: dict[str, http.client.HTTPConnection] = {}
 
 
-def timed_ok(url: str, body: dict) -> float:
+def timed_ok(url: str, body: dict, reopened: bool = False) -> float:
     """Seconds of one POST that must succeed (a refused request would time nothing), over a
     kept-alive connection per server, as a client of a service keeps it (TCP_NODELAY on our
     side too, so a large body is not held behind its headers). A connection the server closed
@@ -84,23 +84,21 @@ def timed_ok(url: str, body: dict) -> float:
     as a client's pool does."""
     parts = urllib.parse.urlsplit(url)
     data = json.dumps(body).encode()
-    for attempt in range(2):
-        connection = _connection(parts)
-        started = time.perf_counter()
-        try:
-            connection.request("POST", parts.path, data, {"Content-Type": "application/json"})
-            answer = connection.getresponse()
-            answer.read()
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            _KEPT.pop(parts.netloc).close()
-            if attempt:
-                raise
-            continue
-        seconds = time.perf_counter() - started
-        if answer.status != 200:
-            raise RuntimeError(f"{url} answered {answer.status}")
-        return seconds
-    raise AssertionError("unreachable")
+    connection = _connection(parts)
+    started = time.perf_counter()
+    try:
+        connection.request("POST", parts.path, data, {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+        _KEPT.pop(parts.netloc).close()
+        if reopened:
+            raise
+        return timed_ok(url, body, reopened=True)
+    seconds = time.perf_counter() - started
+    if answer.status != 200:
+        raise RuntimeError(f"{url} answered {answer.status}")
+    return seconds
 
 
 def _connection(parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:

@@ -104,7 +104,6 @@ class Pokedex:
         already checked against the contract); else None, and they go through its validation.
         The common case costs 10,000 battles about 1.5 ms instead of 9 ms (benchmarks/serving.py).
         """
-
         # map() over C functions: a generator per battle would cost more than the lookups
         if set(map(len, records)) != {2}:
             return None
@@ -263,8 +262,9 @@ def _validated(adapter: TypeAdapter, records: Any, reason: Callable) -> Any:
 
 
 def _fields(record: Mapping[str, Any], shown: int = 4) -> str:
-    """A record's keys for a one-line reason: the first few in order, any that is not a plain
-    name quoted and cut short (a key may hold a newline or be megabytes long)."""
+    """A record's keys for a one-line reason: the first few in sorted order (without sorting
+    them all: a body may hold hundreds of thousands), any that is not a plain name quoted and
+    cut short (a key may hold a newline or be megabytes long)."""
     keys = [
         key if key.isidentifier() and len(key) <= 40 else _shown(key)
         for key in heapq.nsmallest(shown, map(str, record))
