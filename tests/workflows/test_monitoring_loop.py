@@ -73,6 +73,7 @@ def test_drift_in_the_log_retrains_promotes_and_verifies_a_new_champion(story, l
     )
     url = f"http://127.0.0.1:{port}"
     runner = story.runner
+    story.github.workflows_dir = runner.repo / ".github" / "workflows"  # dispatches checked
     try:
         team_mode = {"MLFLOW_TRACKING_URI": team.tracking_uri, "PREDICTOR_URL": url}
         with runner.configured(variables=team_mode, secrets={"INFERENCE_LOG_URL": log_url}):
