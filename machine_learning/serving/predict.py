@@ -120,7 +120,7 @@ class Pokedex:
 
         if type(a) is not list or type(b) is not list or len(a) != len(b):
             return None
-        row = self._typed.__getitem__  # straight into the arrays: 10,000 battles 1.05 → 0.7 ms
+        row = self._typed.__getitem__  # straight into the arrays: 10,000 battles 1.05 → 0.75 ms
         try:
             a_rows, b_rows = (np.fromiter(map(row, side), np.intp, len(side)) for side in (a, b))
         except (KeyError, TypeError):  # a spelling not found yet, or a name not even hashable

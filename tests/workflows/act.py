@@ -282,18 +282,18 @@ class Runner:
         """The jobs run inside see these repository variables and secrets, these faults of the
         machine, a cache outage; afterwards the runner is as it was, whatever the jobs did (the
         story's later jobs share it)."""
-        saved = dict(self.vars), dict(self.secrets), dict(self.faults), self.cache_outage
-        self.vars |= variables or {}
-        self.secrets |= secrets or {}
-        self.faults |= faults or {}
-        self.cache_outage = self.cache_outage or cache_outage
+        tables = (self.vars, self.secrets, self.faults)
+        saved, outage = [dict(table) for table in tables], self.cache_outage
+        for table, added in zip(tables, (variables, secrets, faults), strict=True):
+            table |= added or {}
+        self.cache_outage = outage or cache_outage
         try:
             yield self
         finally:
-            for current, before in zip((self.vars, self.secrets, self.faults), saved, strict=False):
-                current.clear()
-                current.update(before)
-            self.cache_outage = saved[3]
+            for table, before in zip(tables, saved, strict=True):
+                table.clear()
+                table.update(before)
+            self.cache_outage = outage
 
     @property
     def user(self) -> RunnerUser:
