@@ -394,7 +394,8 @@ class Predictor:
         """P(side a wins) of each battle as the API answers it (``rounded``): from the matchup
         table for battles by name once there is one, else from the model."""
         if self.matchups is not None and isinstance(battles, NamedBattles):
-            return self.matchups[battles.a, battles.b]
+            pairs = len(self.matchups)  # one flat take: a 2-D fancy index costs 2.5x as much
+            return self.matchups.ravel().take(battles.a * pairs + battles.b)
         return self.rounded(battles.frame())
 
     def rounded(self, rows: pd.DataFrame) -> np.ndarray:
@@ -440,9 +441,9 @@ def columns_json(
 ) -> bytes:
     """contract.PredictColumnsResponse for battles by name answered ``p``, written as bytes:
     the Pokédex's names already quoted, the probabilities as six-decimal numbers straight
-    from numpy ("0.034000" is the same number as the rows' 0.034). 10,000 battles in about
-    1.5 ms (benchmarks/serving.py: ``write``), against about 2.5 ms through the response
-    model's serializer; tests hold it to the model's schema and to the rows' answers."""
+    from numpy ("0.034000" is the same number as the rows' 0.034), joined once. 10,000 battles
+    in about 0.6 ms (benchmarks/serving.py: ``write``), against about 2.5 ms through the
+    response model's serializer; tests hold it to the model's schema and to the rows' answers."""
     import numpy as np
     from pydantic_core import to_json
 
@@ -450,29 +451,45 @@ def columns_json(
         raise ValueError("the model answered probabilities outside [0, 1]")
     quoted = pokedex().quoted
     micro = np.rint(p * 1_000_000).astype(np.int64)  # what rounded() rounded to
-    fields = [
-        b'"a":[' + b",".join(quoted.take(battles.a)) + b"]",
-        b'"b":[' + b",".join(quoted.take(battles.b)) + b"]",
-        b'"p_a_wins":' + _decimals(micro),
-        b'"p_b_wins":' + _decimals(1_000_000 - micro),  # p_b_wins(), exactly
+    parts = [
+        b'{"model_version":' + to_json(model_version) + b',"predictions":{"a":[',
+        b",".join(quoted.take(battles.a).tolist()),  # a list joins faster than an array
+        b'],"b":[',
+        b",".join(quoted.take(battles.b).tolist()),
+        b'],"p_a_wins":[',
+        _decimals(micro),
+        b'],"p_b_wins":[',
+        _decimals(1_000_000 - micro),  # p_b_wins(), exactly
+        b"]",
     ]
     if battle_ids is not None:
-        fields.append(b'"battle_id":' + to_json(list(battle_ids)))
-    version = to_json(model_version)
-    return b'{"model_version":' + version + b',"predictions":{' + b",".join(fields) + b"}}"
+        parts += [b',"battle_id":', to_json(list(battle_ids))]
+    return b"".join([*parts, b"}}"])
 
 
-def _decimals(micro: np.ndarray) -> bytes:
-    """A JSON array of millionths from 0 to 1,000,000 as decimals: 34000 → 0.034000."""
+def _decimals(micro: np.ndarray) -> memoryview:
+    """Millionths from 0 to 1,000,000 as comma-separated decimals: 34000 → 0.034000. Each
+    is two table rows, its thousands ("0.034") and its units with the comma ("000,"), copied
+    as whole 5- and 4-byte items: 10,000 in 0.08 ms, where digit-by-digit arithmetic took 0.2.
+    """
     import numpy as np
 
-    text = np.empty((len(micro), 9), dtype=np.uint8)
-    text[:, 0] = ord("0") + micro // 1_000_000
-    text[:, 1] = ord(".")
-    for place in range(6):
-        text[:, 2 + place] = ord("0") + micro // 10 ** (5 - place) % 10
-    text[:, 8] = ord(",")
-    return b"[" + text.tobytes()[:-1] + b"]"
+    thousands, units = np.divmod(micro, 1000)
+    leading, trailing = _decimal_parts()
+    text = np.empty(len(micro), [("leading", "V5"), ("trailing", "V4")])
+    text["leading"] = leading.take(thousands)
+    text["trailing"] = trailing.take(units)
+    return memoryview(text).cast("B")[:-1]
+
+
+@cache
+def _decimal_parts() -> tuple[np.ndarray, np.ndarray]:
+    """The tables of ``_decimals``: "0.000" … "1.000" by thousands, "000," … "999," by units."""
+    import numpy as np
+
+    leading = b"".join(b"%d.%03d" % divmod(n, 1000) for n in range(1001))
+    trailing = b"".join(b"%03d," % n for n in range(1000))
+    return np.frombuffer(leading, "V5"), np.frombuffer(trailing, "V4")
 
 
 def load_predictor(info: ModelInfo) -> Predictor:

@@ -199,3 +199,13 @@ def test_probabilities_outside_zero_to_one_are_never_written_as_columns(wrong):
     info = ModelInfo(uri="models:/m/4", name="m", version="4")
     with pytest.raises(ValueError, match="outside"):
         Predictor(info, None).response(battles, np.array([0.5, wrong]), columns=True)
+
+
+def test_probabilities_are_written_with_six_decimals_over_the_whole_range():
+    """_decimals builds each number from two table rows (thousands, then units): every
+    7th millionth from 0 to 1, and both ends, read back as Python writes them."""
+    from machine_learning.serving.predict import _decimals
+
+    micro = np.append(np.arange(0, 1_000_001, 7), [999_999, 1_000_000])
+    written = bytes(_decimals(micro)).decode().split(",")
+    assert written == [f"{m / 1_000_000:.6f}" for m in micro]
