@@ -71,6 +71,10 @@ class Pokedex:
         # Each name as a JSON string, for answers written as columns (columns_json)
         self.quoted = np.array([to_json(name) for name in self.names], dtype=object)
 
+    def spellings(self) -> list[str]:
+        """Every spelling found so far, as the very strings the lookups key on."""
+        return list(self._typed)
+
     def find(self, name: str) -> int:
         """The row of ``name``; PredictError with the closest names when there is none."""
         row = self._typed.get(name)

@@ -39,6 +39,7 @@ from machine_learning.serving.inference_log import (
     InferenceLogDown,
     request_id,
 )
+from machine_learning.serving.known_battles import KnownBattles, known_battles
 from machine_learning.serving.predict import (
     PredictError,
     Predictor,
@@ -64,6 +65,9 @@ SHAPE = (
     'send {"battles": [{"a": name, "b": name}, …]}, {"battles": {"a": [names], "b": [names]}} '
     "or raw rows"
 )
+# A request's battles: decoded by the hot path (known_battles), or the body's rows or columns
+# as parsed, for the contract's validation (asked_battles)
+Asked = KnownBattles | list[dict] | dict
 OUTCOMES_SHAPE = 'send {"outcomes": [{"battle_id": id, "winner": "a" or "b"}, …]}'
 
 
@@ -204,7 +208,7 @@ async def answer(
     raw = await _body(request)
     if raw is None:
         return 413, TOO_LARGE
-    battles = _battles(raw)
+    battles = known_battles(raw) or _battles(raw)
     if isinstance(battles, tuple):
         return battles
     try:
@@ -215,13 +219,16 @@ async def answer(
         return 422, {"error": str(error)}
 
 
-def _from_table(served: Predictor, battles: list[dict] | dict) -> bool:
+def _from_table(served: Predictor, battles: Asked) -> bool:
     """Whether the matchup table will answer these battles (by name), not the model."""
-    return served.matchups is not None and (isinstance(battles, dict) or by_name(battles))
+    by_names = isinstance(battles, KnownBattles | dict) or by_name(battles)
+    return served.matchups is not None and by_names
 
 
-def _count(battles: list[dict] | dict) -> int:
+def _count(battles: Asked) -> int:
     """How many battles a request asks about, as rows or as columns."""
+    if isinstance(battles, KnownBattles):
+        return len(battles.battles)
     if isinstance(battles, list):
         return len(battles)
     column = battles.get("a")
@@ -324,12 +331,15 @@ def _battles(raw: bytes) -> list[dict] | dict | tuple[int, dict]:
 
 
 def _scored(
-    served: Predictor, battles: list[dict] | dict, log: InferenceLog | None, asked_as: str | None
+    served: Predictor, battles: Asked, log: InferenceLog | None, asked_as: str | None
 ) -> bytes:
     """The answer's body, in the form asked (rows or columns); with a log, its battles queued
     for the log and their ids answered."""
-    asked = asked_battles(battles)
+    if isinstance(battles, KnownBattles):
+        asked, as_columns = battles.battles, battles.as_columns
+    else:
+        asked, as_columns = asked_battles(battles), isinstance(battles, dict)
     p = served.answered(asked)
     logged = log is not None and not (asked_as or "").startswith(SYNTHETIC_REQUEST_PREFIX)
     ids = log.record(served.info.version, asked_as, asked, p) if logged else None
-    return served.response(asked, p, ids, columns=isinstance(battles, dict))
+    return served.response(asked, p, ids, columns=as_columns)
