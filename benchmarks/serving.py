@@ -240,9 +240,9 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     """Where a 10,000-battle columns request's time goes inside the service, in this process
     with the service's own functions and a matchup table (median ms): the body decoded to
     Pokédex rows by the hot path (known_battles), and by the contract's path it replaced
-    (pydantic's parser, then the names looked up), the table read, the answer written, each
-    back to back (warm caches); then the hot path's three after a 20 ms pause in which 64 MB
-    are touched, as between a client's requests."""
+    (pydantic's parser, then the names looked up), the table read, the answer written, and the
+    hot path's three together. Each back to back (warm caches) and after a 20 ms pause in which
+    64 MB are touched, as other work evicts the caches between a client's requests."""
     from machine_learning.serving.known_battles import known_battles
     from machine_learning.serving.matchups import matchup_table
     from machine_learning.serving.predict import (
@@ -265,20 +265,29 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
         "write": lambda: served.response(asked, p, columns=True),
     }
     hot = [steps[name] for name in ("decode", "table", "write")]
-    steps["all, after a pause"] = lambda: [step() for step in hot]
-    evicting = bytearray(64 << 20)  # touched in the pause, as other work evicts the caches
-    timings = {}
-    for name, step in steps.items():
-        seconds = []
-        for _ in range(repeats):
-            if name.endswith("pause"):
-                time.sleep(0.02)
-                evicting[::64] = bytes(len(evicting) // 64)
-            started = time.perf_counter()
-            step()
-            seconds.append(time.perf_counter() - started)
-        timings[name] = round(statistics.median(seconds) * 1000, 2)
-    return timings
+    steps["all three"] = lambda: [step() for step in hot]
+    evicting = bytearray(64 << 20)
+    return {
+        name: {
+            "warm": _median_ms(step, repeats),
+            "after_pause": _median_ms(step, repeats, evicting),
+        }
+        for name, step in steps.items()
+    }
+
+
+def _median_ms(step, repeats: int, evicting: bytearray | None = None) -> float:
+    """The median of ``step``'s times, each after touching ``evicting`` in a 20 ms pause when
+    it is given."""
+    seconds = []
+    for _ in range(repeats):
+        if evicting is not None:
+            time.sleep(0.02)
+            evicting[::64] = bytes(len(evicting) // 64)
+        started = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - started)
+    return round(statistics.median(seconds) * 1000, 2)
 
 
 def wait_for_matchups(base: str, timeout: float = 300) -> float:
