@@ -256,7 +256,9 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     loaded = load_predictor(ModelInfo(uri=str(model_dir)))
     served = Predictor(loaded.info, loaded.pipeline, matchup_table(loaded))
     raw = json.dumps(body).encode()
-    asked = known_battles(raw).battles
+    known = known_battles(raw)
+    assert known is not None, "the body's names are not all known spellings"
+    asked = known.battles
     p = served.answered(asked)
     steps = {
         "decode": lambda: known_battles(raw),

@@ -398,8 +398,8 @@ class Predictor:
         """P(side a wins) of each battle as the API answers it (``rounded``): from the matchup
         table for battles by name once there is one, else from the model."""
         if self.matchups is not None and isinstance(battles, NamedBattles):
-            pairs = len(self.matchups)  # one flat take: a 2-D fancy index costs 2.5x as much
-            return self.matchups.ravel().take(battles.a * pairs + battles.b)
+            row = self.matchups.shape[1]  # one flat take: a 2-D fancy index costs 2.5x as much
+            return self.matchups.ravel().take(battles.a * row + battles.b)
         return self.rounded(battles.frame())
 
     def rounded(self, rows: pd.DataFrame) -> np.ndarray:

@@ -39,7 +39,7 @@ from machine_learning.serving.inference_log import (
     InferenceLogDown,
     request_id,
 )
-from machine_learning.serving.known_battles import KnownBattles, known_battles
+from machine_learning.serving.known_battles import KnownBattles, known_battles, prepare_decoder
 from machine_learning.serving.predict import (
     PredictError,
     Predictor,
@@ -106,6 +106,7 @@ def api_router(
 ) -> APIRouter:
     """The versioned API, mounted under /v1 and at the root (the aliases)."""
     router = APIRouter()
+    prepare_decoder()  # the start pays for it, not the first answer
 
     @router.post(
         "/predict",

@@ -4,6 +4,7 @@ contract's validation (which says what is wrong)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -11,7 +12,13 @@ import pytest
 
 from machine_learning.contract.prediction import MAX_BATTLES
 from machine_learning.serving.known_battles import KnownBattles, known_battles
-from machine_learning.serving.predict import ModelInfo, Predictor, pokedex, showdown_id
+from machine_learning.serving.predict import (
+    ModelInfo,
+    Predictor,
+    asked_battles,
+    pokedex,
+    showdown_id,
+)
 from machine_learning.serving.routes import _battles, _scored
 
 
@@ -31,29 +38,49 @@ def bodies(a: list[str], b: list[str]) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("form", ["rows", "columns"])
-def test_known_names_are_answered_byte_for_byte_as_the_contracts_path_answers(form):
-    a, b = spellings_drawn(500, seed=1), spellings_drawn(500, seed=2)
-    raw = bodies(a, b)[form]
+def table_predictor() -> Predictor:
     n = len(pokedex().names)
     table = np.random.default_rng(3).random((n, n)).round(6)
-    served = Predictor(ModelInfo(uri="models:/m/2", name="m", version="2"), None, table)
-    known = known_battles(raw)
+    return Predictor(ModelInfo(uri="models:/m/2", name="m", version="2"), None, table)
+
+
+@pytest.mark.parametrize("form", ["rows", "columns"])
+def test_known_names_are_answered_byte_for_byte_as_the_contracts_path_answers(form):
+    raw = bodies(spellings_drawn(500, seed=1), spellings_drawn(500, seed=2))[form]
+    served, known = table_predictor(), known_battles(raw)
     assert isinstance(known, KnownBattles) and known.as_columns == (form == "columns")
     assert _scored(served, known, None, None) == _scored(served, _battles(raw), None, None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"battles": [{"a": "pikachu", "b": "mew", "a": "onix"}]}',
+        b'{"battles": {"a": ["pikachu"], "b": ["mew"], "a": ["onix"]}}',
+        b'{"battles": {"a": ["pikachu"], "b": ["mew"]}, "battles": [{"a": "onix", "b": "mew"}]}',
+        b'{"battles": [{"a": "onix", "b": "mew"}], "battles": {"a": ["pikachu"], "b": ["mew"]}}',
+        b'{"battles": {"a": ["\\u0050ikachu", "Flab\\u00e9b\\u00e9"], "b": ["mew", "onix"]}}',
+        b' \n{"battles" :\t[ {"b": "mew", "a": "Mr. Mime"} ] } \n',
+    ],
+)
+def test_duplicate_keys_escapes_and_whitespace_read_as_the_contracts_parser_reads_them(raw):
+    """msgspec and pydantic's parser must agree on what a body says (the last of duplicate
+    keys wins in both); whichever path takes it, the answer is the contract path's."""
+    served = table_predictor()
+    hot = known_battles(raw) or _battles(raw)
+    assert _scored(served, hot, None, None) == _scored(served, _battles(raw), None, None)
 
 
 def test_a_spelling_found_after_the_decoder_was_built_still_takes_the_contracts_path():
     """The decoder knows the spellings of its first use; later ones are answered all the same."""
     known_battles(bodies(["pikachu"], ["mew"])["rows"])  # the decoder is built
-    late = "PiKaChU"
-    assert late not in pokedex().spellings()
+    seen = set(pokedex().spellings())
+    cases = ("".join(c) for c in itertools.product(*zip("pikachu", "PIKACHU", strict=True)))
+    late = next(spelling for spelling in cases if spelling not in seen)
     raw = bodies([late], ["mew"])["columns"]
     assert known_battles(raw) is None
-    from machine_learning.serving.predict import asked_battles
-
     assert asked_battles(_battles(raw)).a.tolist() == [pokedex().find("pikachu")]
-    assert known_battles(raw) is None  # found now, but still not in the decoder
+    assert late in pokedex().spellings() and known_battles(raw) is None  # not in the decoder
 
 
 TOO_MANY = MAX_BATTLES + 1
