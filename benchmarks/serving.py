@@ -243,11 +243,11 @@ def http_floor(workdir: Path, env: dict, many: dict, answer_bytes: int, requests
 def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     """Where a 10,000-battle columns request's time goes inside the service, in this process
     with the service's own functions and a matchup table (median ms): the body decoded to
-    Pokédex rows by the hot path (known_battles), and by the contract's path it replaced
+    Pokédex rows by the hot path (serving/hot_path.py), and by the contract's path it replaced
     (pydantic's parser, then the names looked up), the table read, the answer written, and the
     hot path's three together. Each back to back (warm caches) and after a 20 ms pause in which
     64 MB are touched, as other work evicts the caches between a client's requests."""
-    from machine_learning.serving.known_battles import known_battles
+    from machine_learning.serving.hot_path import decoded
     from machine_learning.serving.matchups import matchup_table
     from machine_learning.serving.predict import (
         ModelInfo,
@@ -260,12 +260,12 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     loaded = load_predictor(ModelInfo(uri=str(model_dir)))
     served = Predictor(loaded.info, loaded.pipeline, matchup_table(loaded))
     raw = json.dumps(body).encode()
-    known = known_battles(raw)
+    known = decoded(raw)
     assert known is not None, "the body's names are not all known spellings"
     asked = known.battles
     p = served.answered(asked)
     steps = {
-        "decode": lambda: known_battles(raw),
+        "decode": lambda: decoded(raw),
         "decode, the contract's path": lambda: asked_battles(_battles(raw)),
         "table": lambda: served.answered(asked),
         "write": lambda: served.response(asked, p, columns=True),
@@ -279,6 +279,22 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
             "after_pause": _median_ms(step, repeats, evicting),
         }
         for name, step in steps.items()
+    }
+
+
+def raw_rows_decoding(body: dict, repeats: int = 15) -> dict:
+    """10,000 raw rows turned into the model's input in this process (median ms): by the hot
+    path (msgspec, straight to the columns) and by the contract's path (pydantic's parser, the
+    RawBattle checks, ``DataFrame.from_records``)."""
+    from machine_learning.serving.hot_path import decoded
+    from machine_learning.serving.predict import raw_rows
+    from machine_learning.serving.routes import _battles
+
+    raw = json.dumps(body).encode()
+    hot, contract = (lambda: decoded(raw)), (lambda: raw_rows(_battles(raw)))
+    return {
+        "hot_path": _median_ms(hot, repeats),
+        "contract_path": _median_ms(contract, repeats),
     }
 
 
@@ -400,6 +416,7 @@ def main() -> None:
         for port in (ours_port, logged_port):  # the last move's tables, built before timing
             wait_for_matchups(f"http://127.0.0.1:{port}")
         inside = phases(workdir / "model-1" / "model", columns)
+        raw_inside = raw_rows_decoding(rows)
         cli_local = cold_start(str(workdir / "model-1" / "model"), workdir, env)
         cli_registry = cold_start(f"models:/{NAME}@champion", workdir, env)
     finally:
@@ -423,6 +440,7 @@ def main() -> None:
         },
         "http_floor_columns": floor,
         "columns_in_process_ms": inside,
+        "raw_rows_decoding_ms": raw_inside,
         "matchup_table_after_healthy_s": round(table_s, 1),
         # Issue 20's target: 10,000 battles in at most 10x the time of one (p50).
         "ten_thousand_over_one_p50": {

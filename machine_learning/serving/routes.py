@@ -33,14 +33,15 @@ from machine_learning.contract.prediction import (
     PredictResponse,
     ServedModel,
 )
+from machine_learning.serving.hot_path import Decoded, decoded, prepare_decoders
 from machine_learning.serving.inference_log import (
     NO_LOG,
     InferenceLog,
     InferenceLogDown,
     request_id,
 )
-from machine_learning.serving.known_battles import KnownBattles, known_battles, prepare_decoder
 from machine_learning.serving.predict import (
+    NamedBattles,
     PredictError,
     Predictor,
     asked_battles,
@@ -65,9 +66,9 @@ SHAPE = (
     'send {"battles": [{"a": name, "b": name}, …]}, {"battles": {"a": [names], "b": [names]}} '
     "or raw rows"
 )
-# A request's battles: decoded by the hot path (known_battles), or the body's rows or columns
-# as parsed, for the contract's validation (asked_battles)
-Asked = KnownBattles | list[dict] | dict
+# A request's battles: decoded by the hot path (hot_path), or the body's rows or columns as
+# parsed, for the contract's validation (asked_battles)
+Asked = Decoded | list[dict] | dict
 OUTCOMES_SHAPE = 'send {"outcomes": [{"battle_id": id, "winner": "a" or "b"}, …]}'
 
 
@@ -106,7 +107,7 @@ def api_router(
 ) -> APIRouter:
     """The versioned API, mounted under /v1 and at the root (the aliases)."""
     router = APIRouter()
-    prepare_decoder()  # the start pays for it, not the first answer
+    prepare_decoders()  # the start pays for them, not the first answer
 
     @router.post(
         "/predict",
@@ -209,7 +210,7 @@ async def answer(
     raw = await _body(request)
     if raw is None:
         return 413, TOO_LARGE
-    battles = known_battles(raw) or _battles(raw)
+    battles = decoded(raw) or _battles(raw)
     if isinstance(battles, tuple):
         return battles
     try:
@@ -222,13 +223,16 @@ async def answer(
 
 def _from_table(served: Predictor, battles: Asked) -> bool:
     """Whether the matchup table will answer these battles (by name), not the model."""
-    by_names = isinstance(battles, KnownBattles | dict) or by_name(battles)
+    if isinstance(battles, Decoded):
+        by_names = isinstance(battles.battles, NamedBattles)
+    else:
+        by_names = isinstance(battles, dict) or by_name(battles)
     return served.matchups is not None and by_names
 
 
 def _count(battles: Asked) -> int:
     """How many battles a request asks about, as rows or as columns."""
-    if isinstance(battles, KnownBattles):
+    if isinstance(battles, Decoded):
         return len(battles.battles)
     if isinstance(battles, list):
         return len(battles)
@@ -336,7 +340,7 @@ def _scored(
 ) -> bytes:
     """The answer's body, in the form asked (rows or columns); with a log, its battles queued
     for the log and their ids answered."""
-    if isinstance(battles, KnownBattles):
+    if isinstance(battles, Decoded):
         asked, as_columns = battles.battles, battles.as_columns
     else:
         asked, as_columns = asked_battles(battles), isinstance(battles, dict)

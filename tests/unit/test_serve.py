@@ -21,7 +21,7 @@ from machine_learning.contract.prediction import (
     PredictResponse,
 )
 from machine_learning.datasets import RAW_COLUMNS
-from machine_learning.serving.known_battles import known_battles
+from machine_learning.serving.hot_path import decoded
 from machine_learning.serving.predict import ModelInfo, Predictor, pokedex
 from machine_learning.serving.routes import INLINE_BATTLES, _from_table
 from machine_learning.serving.serve import ServedModelFollower, create_app
@@ -237,8 +237,10 @@ def test_many_battles_by_name_go_to_the_table_on_the_loop_and_raw_rows_to_the_mo
     rows, columns = [{"a": "pikachu", "b": "mew"}], {"a": ["pikachu"], "b": ["mew"]}
     assert _from_table(with_table, rows) and _from_table(with_table, columns)
     assert not _from_table(with_table, [RAW]) and not _from_table(without, columns)
-    known = known_battles(json.dumps({"battles": rows}).encode())  # the hot path's
-    assert _from_table(with_table, known) and not _from_table(without, known)
+    hot = decoded(json.dumps({"battles": rows}).encode())  # the hot path's
+    hot_raw = decoded(json.dumps({"battles": [RAW]}).encode())
+    assert _from_table(with_table, hot) and not _from_table(without, hot)
+    assert hot_raw is not None and not _from_table(with_table, hot_raw)
     follower = ServedModelFollower("models:/m/1", client=None)
     follower.current = with_table
     count = INLINE_BATTLES + 1

@@ -1,6 +1,7 @@
 """The predictor's hot path: bodies of battles by known names decoded straight to Pokédex rows,
-answered byte for byte as the contract's path answers them, and every other body left to the
-contract's validation (which says what is wrong)."""
+and plainly valid raw rows straight to the model's columns, answered byte for byte as the
+contract's path answers them; every other body left to the contract's validation (which says
+what is wrong)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from machine_learning.contract.prediction import MAX_BATTLES
-from machine_learning.serving.known_battles import KnownBattles, known_battles
+from machine_learning.contract.prediction import MAX_BATTLES, MAX_NAME_CHARS, MAX_STAT, RAW_FIELDS
+from machine_learning.datasets import held_out_battles
+from machine_learning.serving.hot_path import Decoded, decoded
 from machine_learning.serving.predict import (
     ModelInfo,
     Predictor,
+    RawBattles,
     asked_battles,
     pokedex,
+    raw_rows,
     showdown_id,
 )
 from machine_learning.serving.routes import _battles, _scored
+from machine_learning.simulator import Scenario
 
 
 def spellings_drawn(count: int, seed: int) -> list[str]:
@@ -47,8 +53,8 @@ def table_predictor() -> Predictor:
 @pytest.mark.parametrize("form", ["rows", "columns"])
 def test_known_names_are_answered_byte_for_byte_as_the_contracts_path_answers(form):
     raw = bodies(spellings_drawn(500, seed=1), spellings_drawn(500, seed=2))[form]
-    served, known = table_predictor(), known_battles(raw)
-    assert isinstance(known, KnownBattles) and known.as_columns == (form == "columns")
+    served, known = table_predictor(), decoded(raw)
+    assert isinstance(known, Decoded) and known.as_columns == (form == "columns")
     assert _scored(served, known, None, None) == _scored(served, _battles(raw), None, None)
 
 
@@ -67,20 +73,20 @@ def test_duplicate_keys_escapes_and_whitespace_read_as_the_contracts_parser_read
     """msgspec and pydantic's parser must agree on what a body says (the last of duplicate
     keys wins in both); whichever path takes it, the answer is the contract path's."""
     served = table_predictor()
-    hot = known_battles(raw) or _battles(raw)
+    hot = decoded(raw) or _battles(raw)
     assert _scored(served, hot, None, None) == _scored(served, _battles(raw), None, None)
 
 
 def test_a_spelling_found_after_the_decoder_was_built_still_takes_the_contracts_path():
     """The decoder knows the spellings of its first use; later ones are answered all the same."""
-    known_battles(bodies(["pikachu"], ["mew"])["rows"])  # the decoder is built
+    decoded(bodies(["pikachu"], ["mew"])["rows"])  # the decoder is built
     seen = set(pokedex().spellings())
     cases = ("".join(c) for c in itertools.product(*zip("pikachu", "PIKACHU", strict=True)))
     late = next(spelling for spelling in cases if spelling not in seen)
     raw = bodies([late], ["mew"])["columns"]
-    assert known_battles(raw) is None
+    assert decoded(raw) is None
     assert asked_battles(_battles(raw)).a.tolist() == [pokedex().find("pikachu")]
-    assert late in pokedex().spellings() and known_battles(raw) is None  # not in the decoder
+    assert late in pokedex().spellings() and decoded(raw) is None  # not in the decoder
 
 
 TOO_MANY = MAX_BATTLES + 1
@@ -109,12 +115,61 @@ TOO_MANY = MAX_BATTLES + 1
     ids=lambda body: json.dumps(body)[:60],
 )
 def test_every_other_body_is_left_to_the_contracts_validation(body):
-    assert known_battles(json.dumps(body).encode()) is None
+    assert decoded(json.dumps(body).encode()) is None
 
 
 @pytest.mark.parametrize(
     "raw", [b"", b"{", b'{"battles": [{"a": "pikachu", "b": "mew"}]} x', b"\xff"]
 )
 def test_what_is_not_json_is_left_to_the_contracts_validation(raw):
-    assert known_battles(raw) is None
+    assert decoded(raw) is None
     assert _battles(raw)[0] == 400
+
+
+def raw_records(count: int) -> list[dict]:
+    """Raw rows as a client sends them, with a missing second type as null, as "" and absent
+    from neither side, and stats at both bounds."""
+    frame = held_out_battles(count, Scenario.RANDOM)[list(RAW_FIELDS)]
+    records = json.loads(frame.to_json(orient="records"))
+    records[0] |= {"a_type2": None, "b_type2": "", "a_hp": 1, "b_spe": MAX_STAT}
+    label = "Flab\u00e9b\u00e9\u2019s twin "  # a caller's label, as long as the contract allows
+    records[1] |= {"a_name": label + "x" * (MAX_NAME_CHARS - len(label))}
+    return records
+
+
+def test_plainly_valid_raw_rows_become_the_contract_paths_model_input_exactly():
+    raw = json.dumps({"battles": raw_records(300)}).encode()
+    hot = decoded(raw)
+    assert isinstance(hot, Decoded) and isinstance(hot.battles, RawBattles)
+    assert not hot.as_columns
+    pd.testing.assert_frame_equal(hot.battles.frame(), raw_rows(_battles(raw)))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"a_hp": 80.0},
+        {"a_hp": "80"},
+        {"a_hp": 0},
+        {"a_hp": MAX_STAT + 1},
+        {"a_hp": True},
+        {"a_hp": 10**400},
+        {"a_type1": "fire"},
+        {"b_type2": "None"},
+        {"a_name": "x" * (MAX_NAME_CHARS + 1)},
+        {"a_name": 25},
+        {"extra": 1},
+    ],
+    ids=str,
+)
+def test_raw_rows_the_contract_may_read_otherwise_are_left_to_it(change):
+    """Stricter than the contract, never looser: pydantic reads 80.0 and "80" as 80 and refuses
+    the rest with a reason; either way it is the contract's path that decides."""
+    record = raw_records(2)[0] | change
+    assert decoded(json.dumps({"battles": [record]}).encode()) is None
+
+
+def test_a_raw_row_without_a_field_is_left_to_the_contract():
+    record = raw_records(2)[0]
+    del record["b_spd"]
+    assert decoded(json.dumps({"battles": [record]}).encode()) is None
