@@ -261,8 +261,8 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
     served = Predictor(loaded.info, loaded.pipeline, matchup_table(loaded))
     raw = json.dumps(body).encode()
     known = decoded(raw)
-    assert known is not None, "the body's names are not all known spellings"
-    asked = known.battles
+    assert known is not None and known.by_name, "the body's names are not all known spellings"
+    asked = known.asked()
     p = served.answered(asked)
     steps = {
         "decode": lambda: decoded(raw),
@@ -291,7 +291,9 @@ def raw_rows_decoding(body: dict, repeats: int = 15) -> dict:
     from machine_learning.serving.routes import _battles
 
     raw = json.dumps(body).encode()
-    hot, contract = (lambda: decoded(raw)), (lambda: raw_rows(_battles(raw)))
+    taken = decoded(raw)
+    assert taken is not None and not taken.by_name, "the raw rows do not take the hot path"
+    hot, contract = (lambda: decoded(raw).asked()), (lambda: raw_rows(_battles(raw)))
     return {
         "hot_path": _median_ms(hot, repeats),
         "contract_path": _median_ms(contract, repeats),

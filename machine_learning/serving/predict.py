@@ -250,9 +250,15 @@ def raw_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     rows = _validated(RAW_BATTLES, records, _raw_reason)
     table = pd.DataFrame.from_records(rows, columns=list(RAW_COLUMNS))
     for side in "ab":
-        table[f"{side}_type2"] = table[f"{side}_type2"].fillna("")
         for stat in STATS:
             table[f"{side}_{stat}"] = table[f"{side}_{stat}"].astype("int64")
+    return without_missing_types(table)
+
+
+def without_missing_types(table: pd.DataFrame) -> pd.DataFrame:
+    """Raw rows with a missing second type (null) written "", as the model was trained."""
+    for side in "ab":
+        table[f"{side}_type2"] = table[f"{side}_type2"].fillna("")
     return table
 
 

@@ -41,7 +41,6 @@ from machine_learning.serving.inference_log import (
     request_id,
 )
 from machine_learning.serving.predict import (
-    NamedBattles,
     PredictError,
     Predictor,
     asked_battles,
@@ -224,7 +223,7 @@ async def answer(
 def _from_table(served: Predictor, battles: Asked) -> bool:
     """Whether the matchup table will answer these battles (by name), not the model."""
     if isinstance(battles, Decoded):
-        by_names = isinstance(battles.battles, NamedBattles)
+        by_names = battles.by_name
     else:
         by_names = isinstance(battles, dict) or by_name(battles)
     return served.matchups is not None and by_names
@@ -341,7 +340,7 @@ def _scored(
     """The answer's body, in the form asked (rows or columns); with a log, its battles queued
     for the log and their ids answered."""
     if isinstance(battles, Decoded):
-        asked, as_columns = battles.battles, battles.as_columns
+        asked, as_columns = battles.asked(), battles.as_columns
     else:
         asked, as_columns = asked_battles(battles), isinstance(battles, dict)
     p = served.answered(asked)

@@ -127,12 +127,12 @@ def test_what_is_not_json_is_left_to_the_contracts_validation(raw):
 
 
 def raw_records(count: int) -> list[dict]:
-    """Raw rows as a client sends them, with a missing second type as null, as "" and absent
-    from neither side, and stats at both bounds."""
+    """Raw rows as a client sends them: a_type2 null and b_type2 "" in the first (no second
+    type, both ways), stats at both bounds, and a caller's label as long as allowed."""
     frame = held_out_battles(count, Scenario.RANDOM)[list(RAW_FIELDS)]
     records = json.loads(frame.to_json(orient="records"))
     records[0] |= {"a_type2": None, "b_type2": "", "a_hp": 1, "b_spe": MAX_STAT}
-    label = "Flab\u00e9b\u00e9\u2019s twin "  # a caller's label, as long as the contract allows
+    label = "Flab\u00e9b\u00e9\u2019s twin "
     records[1] |= {"a_name": label + "x" * (MAX_NAME_CHARS - len(label))}
     return records
 
@@ -140,9 +140,10 @@ def raw_records(count: int) -> list[dict]:
 def test_plainly_valid_raw_rows_become_the_contract_paths_model_input_exactly():
     raw = json.dumps({"battles": raw_records(300)}).encode()
     hot = decoded(raw)
-    assert isinstance(hot, Decoded) and isinstance(hot.battles, RawBattles)
-    assert not hot.as_columns
-    pd.testing.assert_frame_equal(hot.battles.frame(), raw_rows(_battles(raw)))
+    assert isinstance(hot, Decoded) and not hot.by_name and not hot.as_columns
+    asked = hot.asked()  # the model's columns, built where the model scores
+    assert isinstance(asked, RawBattles)
+    pd.testing.assert_frame_equal(asked.frame(), raw_rows(_battles(raw)))
 
 
 @pytest.mark.parametrize(

@@ -40,14 +40,18 @@ class HeldModel:
         return np.tile([0.25, 0.75], (len(rows), 1))
 
 
-def test_health_answers_while_a_large_request_is_being_scored():
+@pytest.mark.parametrize("form", ["by name", "raw rows"])
+def test_health_answers_while_a_large_request_is_being_scored(form):
+    """Above INLINE_BATTLES the model scores in a worker thread, whichever path decoded the
+    battles (by name without a matchup table, or raw rows: the hot path's, here)."""
     model = HeldModel()
     follower = ServedModelFollower("models:/m/1", client=None)
     follower.current = Predictor(ModelInfo(uri="models:/m/1", name="m", version="1"), model)
     answers: list[dict] = []
     with served(create_app(follower, ["127.0.0.1"])) as url:
-        battles = [{"a": "pikachu", "b": "mew"}] * (INLINE_BATTLES + 1)
-        body = json.dumps({"battles": battles}).encode()
+        battle = {"a": "pikachu", "b": "mew"} if form == "by name" else RAW
+        body = json.dumps({"battles": [battle] * (INLINE_BATTLES + 1)}).encode()
+        assert decoded(body) is not None  # the hot path takes both
 
         def ask() -> None:
             with urllib.request.urlopen(urllib.request.Request(url + "/predict", body)) as r:
