@@ -285,7 +285,7 @@ def phases(model_dir: Path, body: dict, repeats: int = 30) -> dict:
 def raw_rows_decoding(body: dict, repeats: int = 15) -> dict:
     """10,000 raw rows turned into the model's input in this process (median ms): by the hot
     path (msgspec, straight to the columns) and by the contract's path (pydantic's parser, the
-    RawBattle checks, ``DataFrame.from_records``)."""
+    RawBattle checks, ``DataFrame.from_records``); and the part of each on the event loop."""
     from machine_learning.serving.hot_path import decoded
     from machine_learning.serving.predict import raw_rows
     from machine_learning.serving.routes import _battles
@@ -297,6 +297,9 @@ def raw_rows_decoding(body: dict, repeats: int = 15) -> dict:
     return {
         "hot_path": _median_ms(hot, repeats),
         "contract_path": _median_ms(contract, repeats),
+        # what holds the event loop: the rest is done in the worker thread that scores them
+        "hot_path_on_the_loop": _median_ms(lambda: decoded(raw), repeats),
+        "contract_path_on_the_loop": _median_ms(lambda: _battles(raw), repeats),
     }
 
 
