@@ -55,9 +55,10 @@ MAX_BODY_BYTES = 4 << 20  # 10,000 full raw rows take about 3 MB
 # Larger requests the model must score go to a worker thread, so a 10,000-battle batch (about
 # 100 ms of XGBoost) never holds up /health or the small requests behind it. Small ones stay on
 # the loop: a thread hop for every request cut the load test's throughput by a third. So do
-# battles by name once the matchup table answers them: 10,000 cost about 8 ms there, 10 ms with
-# the hop (benchmarks/serving.py). The price: 10,000 spellings never seen before (each looked
-# up and checked) hold /health for 0.1-0.2 s, where the thread held it 0.07-0.1 s (the GIL).
+# battles by name once the matchup table answers them: 10,000 cost 3-6 ms in all there
+# (benchmarks/serving.py), and the hop added about 2 ms when it was measured. The price: 10,000
+# spellings never seen before (each looked up and checked) hold /health for 0.1-0.2 s, where
+# the thread held it 0.07-0.1 s (the GIL).
 INLINE_BATTLES = 100
 JSON = "application/json"
 TOO_LARGE = {"error": f"the body exceeds {MAX_BODY_BYTES:,} bytes; send fewer battles"}
