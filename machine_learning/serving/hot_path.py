@@ -9,7 +9,7 @@ stats from 1 to MAX_STAT, names of at most MAX_NAME_CHARS), decoded straight int
 columns (built in the worker thread that scores them). 10,000 battles as columns cost about
 0.4 ms less to decode than through pydantic's parser and the lookups; 10,000 raw rows about
 35 ms less than parsing, validating and ``DataFrame.from_records`` (benchmarks/serving.py),
-and hold the event loop for the decoding only (about 6 ms, against 19-34 ms of parsing).
+and hold the event loop for the decoding only (about 6 ms, against about 15 ms of parsing).
 
 The hot path is stricter than the contract, never looser: anything else — another shape, a name
 not seen yet, a stat written as 80.0 or "80", an empty or oversized list — is not an error
@@ -64,7 +64,7 @@ class Decoded:
         """The battles as the table or the model takes them. Raw rows become the model's
         columns here, in the worker thread that scores them, not on the event loop (10,000
         rows: about 10 ms)."""
-        if isinstance(self.battles, NamedBattles):
+        if self.by_name:
             return self.battles
         return RawBattles(_model_columns(self.battles))
 
@@ -87,12 +87,13 @@ def _by_name(raw: bytes) -> Decoded | None:
         battles = _names_decoder(dex).decode(raw).battles
     except msgspec.DecodeError:  # validation errors included
         return None
-    if isinstance(battles, list):
-        a, b = (list(map(attrgetter(side), battles)) for side in "ab")
-    else:
+    as_columns = not isinstance(battles, list)
+    if as_columns:
         a, b = battles.a, battles.b
+    else:
+        a, b = (list(map(attrgetter(side), battles)) for side in "ab")
     found = dex.known_columns(a, b)
-    return Decoded(found, not isinstance(battles, list)) if found else None
+    return Decoded(found, as_columns) if found else None
 
 
 def _raw_rows(raw: bytes) -> Decoded | None:
